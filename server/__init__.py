@@ -1,0 +1,3 @@
+"""codebase-mcp: semantic code search over PostgreSQL + pgvector, served over MCP."""
+
+__version__ = "0.1.0"

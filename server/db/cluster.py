@@ -1,0 +1,98 @@
+"""The PostgreSQL server we talk to and a bounded asyncpg pool per database."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from server.db.embedded import EmbeddedPostgres
+from server.db.names import REGISTRY_DATABASE
+from server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def with_database(dsn: str, database: str) -> str:
+    """The same server DSN pointing at another database."""
+    parts = urlsplit(dsn)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
+
+
+def database_of(dsn: str) -> str:
+    return urlsplit(dsn).path.lstrip("/") or "postgres"
+
+
+async def _init_vector(conn: asyncpg.Connection) -> None:
+    from pgvector.asyncpg import register_vector
+
+    await register_vector(conn)
+
+
+class Cluster:
+    """Where the databases live; hands out one pool per database."""
+
+    def __init__(self, server_dsn: str, registry_dsn: str, *, min_size: int = 1, max_size: int = 8) -> None:
+        self.server_dsn = server_dsn  # maintenance database (CREATE DATABASE runs here)
+        self.registry_dsn = registry_dsn
+        self._min = min_size
+        self._max = max_size
+        self._pools: dict[str, asyncpg.Pool] = {}
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Cluster:
+        if settings.database_url:
+            server_dsn = settings.database_url
+        else:
+            running = EmbeddedPostgres(settings.data_dir, port=settings.embedded_pg_port).ensure_running()
+            server_dsn = running.dsn("postgres")
+        registry_dsn = settings.registry_database_url or with_database(server_dsn, REGISTRY_DATABASE)
+        return cls(server_dsn, registry_dsn, min_size=settings.pool_min_size, max_size=settings.pool_max_size)
+
+    def dsn_for(self, database: str) -> str:
+        return with_database(self.server_dsn, database)
+
+    async def pool(self, database: str, *, vector: bool = True) -> asyncpg.Pool:
+        """The pool for `database` (created on first use; `vector` registers the pgvector codec)."""
+        existing = self._pools.get(database)
+        if existing is not None:
+            return existing
+        async with self._lock:
+            existing = self._pools.get(database)
+            if existing is not None:
+                return existing
+            dsn = self.registry_dsn if database == database_of(self.registry_dsn) else self.dsn_for(database)
+            pool = await asyncpg.create_pool(
+                dsn,
+                min_size=self._min,
+                max_size=self._max,
+                init=_init_vector if vector else None,
+                max_inactive_connection_lifetime=60.0,
+                server_settings={"application_name": "codebase-mcp"},
+            )
+            self._pools[database] = pool
+            return pool
+
+    async def registry_pool(self) -> asyncpg.Pool:
+        return await self.pool(database_of(self.registry_dsn), vector=False)
+
+    async def connect(self, database: str) -> asyncpg.Connection:
+        """A dedicated, unpooled connection (for LISTEN and session advisory locks)."""
+        return await asyncpg.connect(self.dsn_for(database))
+
+    async def drop_pool(self, database: str) -> None:
+        pool = self._pools.pop(database, None)
+        if pool is not None:
+            await pool.close()
+
+    async def close(self) -> None:
+        pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            try:
+                await asyncio.wait_for(pool.close(), timeout=10)
+            except TimeoutError:
+                log.warning("pool did not close in time; terminating")
+                pool.terminate()

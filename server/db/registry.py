@@ -1,0 +1,205 @@
+"""The project registry and provisioning of one database per project."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+import migrations
+from server.db.cluster import Cluster, database_of, with_database
+from server.db.names import database_name_for, quote_ident, validate_database_name, validate_project_id
+
+log = logging.getLogger(__name__)
+
+_PROVISION_LOCK = 0x636D6370  # advisory lock key ("cmcp") serialising DDL across processes
+
+
+class UnknownProjectError(LookupError):
+    pass
+
+
+class EmbedderMismatchError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Project:
+    id: str
+    name: str
+    database_name: str
+    created_at: datetime
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_record(cls, row: asyncpg.Record) -> Project:
+        meta = row["metadata"]
+        return cls(
+            id=row["id"],
+            name=row["name"],
+            database_name=row["database_name"],
+            created_at=row["created_at"],
+            metadata=json.loads(meta) if isinstance(meta, str) else dict(meta or {}),
+        )
+
+
+async def _create_database(conn: asyncpg.Connection, name: str) -> bool:
+    try:
+        await conn.execute(f"CREATE DATABASE {quote_ident(name)}")
+        return True
+    except asyncpg.DuplicateDatabaseError:
+        return False
+
+
+class Registry:
+    def __init__(self, cluster: Cluster, *, embedder_name: str, embedding_dim: int) -> None:
+        self.cluster = cluster
+        self.embedder_name = embedder_name
+        self.embedding_dim = embedding_dim
+        self._ready = False
+        self._known: dict[str, Project] = {}
+
+    async def _maintenance(self) -> asyncpg.Connection:
+        return await asyncpg.connect(self.cluster.server_dsn)
+
+    async def ensure_ready(self) -> None:
+        """Create and migrate the registry database (idempotent, safe across processes)."""
+        if self._ready:
+            return
+        conn = await self._maintenance()
+        try:
+            await conn.execute("SELECT pg_advisory_lock($1)", _PROVISION_LOCK)
+            try:
+                if self.cluster.registry_dsn == with_database(
+                    self.cluster.server_dsn, database_of(self.cluster.registry_dsn)
+                ):
+                    await _create_database(conn, database_of(self.cluster.registry_dsn))
+                await migrations.upgrade(self.cluster.registry_dsn, "registry")
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", _PROVISION_LOCK)
+        finally:
+            await conn.close()
+        self._ready = True
+
+    async def get(self, project_id: str) -> Project | None:
+        validate_project_id(project_id)
+        if project_id in self._known:
+            return self._known[project_id]
+        await self.ensure_ready()
+        pool = await self.cluster.registry_pool()
+        row = await pool.fetchrow("SELECT * FROM projects WHERE id = $1", project_id)
+        if row is None:
+            return None
+        project = Project.from_record(row)
+        self._known[project_id] = project
+        return project
+
+    async def require(self, project_id: str) -> Project:
+        project = await self.get(project_id)
+        if project is None:
+            raise UnknownProjectError(
+                f"unknown project {project_id!r}: index a repository into it first "
+                "(start_indexing_background or `codebase-mcp index`)"
+            )
+        return project
+
+    async def list(self) -> list[Project]:
+        await self.ensure_ready()
+        pool = await self.cluster.registry_pool()
+        rows = await pool.fetch("SELECT * FROM projects ORDER BY created_at, id")
+        return [Project.from_record(r) for r in rows]
+
+    async def get_or_create(self, project_id: str, *, name: str | None = None) -> Project:
+        existing = await self.get(project_id)
+        if existing is not None:
+            return existing
+        return await self._provision(project_id, name or project_id)
+
+    async def _provision(self, project_id: str, name: str) -> Project:
+        database = database_name_for(project_id)
+        conn = await self._maintenance()
+        try:
+            await conn.execute("SELECT pg_advisory_lock($1)", _PROVISION_LOCK)
+            try:
+                await _create_database(conn, database)
+                await self._upgrade_project_db(database)
+                pool = await self.cluster.registry_pool()
+                meta = {"embedder": self.embedder_name, "embedding_dim": self.embedding_dim}
+                await pool.execute(
+                    """
+                    INSERT INTO projects (id, name, database_name, metadata) VALUES ($1, $2, $3, $4::jsonb)
+                    ON CONFLICT (id) DO NOTHING
+                    """,
+                    project_id,
+                    name,
+                    database,
+                    json.dumps(meta),
+                )
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", _PROVISION_LOCK)
+        finally:
+            await conn.close()
+        log.info("provisioned project %s in database %s", project_id, database)
+        return await self.require(project_id)
+
+    async def _upgrade_project_db(self, database: str) -> None:
+        dsn = self.cluster.dsn_for(validate_database_name(database))
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            has_config = await conn.fetchval("SELECT to_regclass('project_config') IS NOT NULL")
+            dim = self.embedding_dim
+            if has_config:
+                row = await conn.fetchval("SELECT value FROM project_config WHERE key = 'embedder'")
+                if row is not None:
+                    dim = int(json.loads(row)["dimension"])
+        finally:
+            await conn.close()
+        await migrations.upgrade(dsn, "project", embedding_dim=dim)
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(
+                """
+                INSERT INTO project_config (key, value) VALUES ('embedder', $1::jsonb)
+                ON CONFLICT (key) DO NOTHING
+                """,
+                json.dumps({"name": self.embedder_name, "dimension": dim}),
+            )
+        finally:
+            await conn.close()
+
+    async def upgrade_all(self) -> list[str]:
+        """Bring the registry and every project database to head; returns the databases touched."""
+        self._ready = False
+        await self.ensure_ready()
+        done = [database_of(self.cluster.registry_dsn)]
+        for project in await self.list():
+            await self._upgrade_project_db(project.database_name)
+            done.append(project.database_name)
+        return done
+
+    async def downgrade_all(self, revision: str) -> list[str]:
+        done = []
+        for project in await self.list():
+            await migrations.downgrade(self.cluster.dsn_for(project.database_name), "project", revision)
+            done.append(project.database_name)
+        return done
+
+    async def check_embedder(self, project: Project) -> None:
+        """Refuse to mix vectors from different embedders in one project."""
+        pool = await self.cluster.pool(project.database_name)
+        raw = await pool.fetchval("SELECT value FROM project_config WHERE key = 'embedder'")
+        if raw is None:
+            return
+        stored = json.loads(raw)
+        if stored["name"] != self.embedder_name or int(stored["dimension"]) != self.embedding_dim:
+            raise EmbedderMismatchError(
+                f"project {project.id!r} was indexed with embedder {stored['name']} "
+                f"({stored['dimension']} dims) but the server is configured for {self.embedder_name} "
+                f"({self.embedding_dim} dims); vectors cannot be mixed. Switch EMBEDDING_PROVIDER/"
+                "EMBEDDING_MODEL back, or index into a new project."
+            )

@@ -1,0 +1,29 @@
+"""Plain data passed between scanner, chunker, embedder and store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class ScannedFile:
+    """A file the scanner decided to index (not yet read)."""
+
+    path: Path  # absolute, inside the repository
+    rel_path: str  # POSIX-style path relative to the repository root
+    size: int
+    mtime_ns: int
+    language: str | None  # canonical language name, None when unknown
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A searchable slice of one file."""
+
+    start_line: int  # 1-based, inclusive
+    end_line: int  # 1-based, inclusive
+    content: str
+    language: str  # language of the file ("text" for unknown)
+    kind: str  # function, method, class, struct, interface, enum, module, section, window, ...
+    symbol: str | None = None  # qualified name where there is one, e.g. "Parser.parse"

@@ -1,0 +1,81 @@
+"""All configuration, from the environment and `.env` (see `.env.example`)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+import platformdirs
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("codebase-mcp"))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # --- PostgreSQL ---
+    database_url: str | None = Field(
+        default=None,
+        description="Server for project databases. Unset: an embedded PostgreSQL is started.",
+    )
+    registry_database_url: str | None = Field(
+        default=None, description="Database holding the project registry. Unset: derived from DATABASE_URL."
+    )
+    data_dir: Path = Field(
+        default_factory=_default_data_dir, validation_alias=AliasChoices("CODEBASE_MCP_DATA_DIR", "DATA_DIR")
+    )
+    embedded_pg_port: int = Field(default=0, ge=0, le=65535, description="0: Unix socket only.")
+    pool_min_size: int = Field(default=1, ge=0)
+    pool_max_size: int = Field(default=8, ge=1)
+
+    # --- projects ---
+    default_project: str = "default"
+    auto_create_projects: bool = True
+
+    # --- embeddings ---
+    embedding_provider: Literal["local", "ollama", "openai"] = "local"
+    embedding_model: str | None = None
+    embedding_base_url: str | None = None
+    embedding_api_key: str | None = None
+    embedding_batch_size: int = Field(default=32, ge=1, le=1024)
+    embedding_max_length: int = Field(default=128, ge=8, le=8192)
+    embedding_threads: int | None = Field(default=None, ge=1)
+
+    # --- indexing ---
+    max_file_size_bytes: int = Field(default=1_048_576, ge=1)
+    allowed_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+
+    # --- background indexing ---
+    max_concurrent_indexing_jobs: int = Field(default=2, ge=1)
+    indexing_job_timeout_seconds: int = Field(default=3600, ge=1)
+    job_status_retention_days: int = Field(default=7, ge=0)
+    max_repo_size_gb: float = Field(default=10, gt=0)
+    progress_update_interval_seconds: float = Field(default=2.0, ge=0)
+    cancellation_check_interval_seconds: float = Field(default=5.0, gt=0)
+    heartbeat_interval_seconds: float = Field(default=5.0, gt=0)
+    stale_job_seconds: float = Field(default=30.0, gt=0)
+    worker_poll_interval_seconds: float = Field(default=30.0, gt=0)
+    run_workers_in_server: bool = True
+
+    # --- HTTP ---
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8765, ge=0, le=65535)
+
+    log_level: str = "INFO"
+
+    @field_validator("allowed_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [p for p in value.split(":") if p]
+        return value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
