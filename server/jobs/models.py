@@ -1,0 +1,189 @@
+"""Pydantic models for background indexing jobs: the request, the status enum and the progress view."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol, Self
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from server.jobs.paths import validate_repo_path
+
+__all__ = [
+    "ACTIVE_STATUSES",
+    "ALLOWED_ROOTS_CONTEXT_KEY",
+    "TERMINAL_STATUSES",
+    "IndexingJobCreate",
+    "IndexingJobProgress",
+    "IndexingJobStatus",
+    "RecordLike",
+]
+
+ALLOWED_ROOTS_CONTEXT_KEY = "allowed_roots"
+
+
+class IndexingJobStatus(StrEnum):
+    """Lifecycle state of an indexing job; values match the ``indexing_jobs.status`` CHECK constraint."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the job can no longer change state."""
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES: frozenset[IndexingJobStatus] = frozenset(
+    {IndexingJobStatus.COMPLETED, IndexingJobStatus.FAILED, IndexingJobStatus.CANCELLED}
+)
+ACTIVE_STATUSES: frozenset[IndexingJobStatus] = frozenset(
+    {IndexingJobStatus.PENDING, IndexingJobStatus.RUNNING}
+)
+
+
+class RecordLike(Protocol):
+    """Anything indexable by column name: a dict or an ``asyncpg.Record``."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+class IndexingJobCreate(BaseModel):
+    """Request to index one local repository in the background.
+
+    ``repo_path`` is checked by :func:`server.jobs.paths.validate_repo_path` and stored resolved.
+    To restrict it to configured roots use :meth:`validate_with_roots` (or pass the validation
+    context ``{"allowed_roots": [...]}`` to ``model_validate``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    repo_path: str = Field(
+        min_length=1,
+        description="Absolute path of an existing, readable repository directory on the server's machine; "
+        "stored resolved (symlinks followed).",
+        examples=["/home/alice/projects/app"],
+    )
+    repo_name: str = Field(
+        min_length=1, max_length=255, description="Human-readable repository name, e.g. 'app'."
+    )
+    project_id: str = Field(
+        min_length=1, max_length=255, description="Project (workspace) the repository is indexed into."
+    )
+    force_reindex: bool = Field(
+        default=False, description="Re-index every file even if it is unchanged since the last run."
+    )
+
+    @field_validator("repo_path")
+    @classmethod
+    def _validate_repo_path(cls, value: str, info: ValidationInfo) -> str:
+        return str(validate_repo_path(value, allowed_roots=_allowed_roots(info.context)))
+
+    @field_validator("repo_name", "project_id")
+    @classmethod
+    def _reject_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+    @classmethod
+    def validate_with_roots(cls, data: Mapping[str, Any], allowed_roots: Sequence[Path | str]) -> Self:
+        """Validate ``data`` with ``repo_path`` required to resolve inside one of ``allowed_roots``."""
+        return cls.model_validate(dict(data), context={ALLOWED_ROOTS_CONTEXT_KEY: tuple(allowed_roots)})
+
+
+def _allowed_roots(context: Any) -> tuple[Path | str, ...]:
+    if not isinstance(context, Mapping):
+        return ()
+    roots = context.get(ALLOWED_ROOTS_CONTEXT_KEY) or ()
+    if isinstance(roots, str | Path):  # a lone root, not a sequence of characters
+        return (roots,)
+    return tuple(roots)
+
+
+class IndexingJobProgress(BaseModel):
+    """Snapshot of a background indexing job: state, progress counters, errors and timestamps."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    job_id: UUID = Field(description="Identifier of the job.")
+    status: IndexingJobStatus = Field(description="Lifecycle state of the job.")
+    progress_percentage: int = Field(default=0, ge=0, le=100, description="Overall progress, 0-100.")
+    progress_message: str = Field(default="", description="Human-readable description of the current step.")
+    files_scanned: int = Field(default=0, ge=0, description="Files found by the scanner so far.")
+    files_indexed: int = Field(default=0, ge=0, description="Files chunked and stored so far.")
+    chunks_created: int = Field(default=0, ge=0, description="Chunks stored so far.")
+    error_message: str | None = Field(default=None, description="Why the job failed, when it failed.")
+    error_type: str | None = Field(default=None, description="Exception class name of the failure.")
+    error_traceback: str | None = Field(default=None, description="Traceback of the failure, for debugging.")
+    created_at: datetime = Field(description="When the job was submitted.")
+    started_at: datetime | None = Field(default=None, description="When a worker began the job.")
+    completed_at: datetime | None = Field(
+        default=None, description="When the job finished (completed or failed)."
+    )
+    cancelled_at: datetime | None = Field(default=None, description="When cancellation was requested.")
+    repository_id: UUID | None = Field(
+        default=None, description="Repository the job indexes into, once it is known."
+    )
+    repo_path: str = Field(description="Resolved absolute path of the repository directory.")
+    repo_name: str = Field(description="Human-readable repository name.")
+    project_id: str = Field(description="Project (workspace) the repository is indexed into.")
+    force_reindex: bool = Field(default=False, description="Whether unchanged files are re-indexed too.")
+    phase: str | None = Field(
+        default=None, description="Current phase: 'scanning', 'chunking', 'embedding' or 'finalizing'."
+    )
+    worker_id: str | None = Field(default=None, description="Identifier of the worker running the job.")
+    heartbeat_at: datetime | None = Field(default=None, description="Last sign of life from the worker.")
+    updated_at: datetime | None = Field(default=None, description="When the job row last changed.")
+    version: int = Field(default=0, ge=0, description="Row version, incremented on every update.")
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the job is completed, failed or cancelled."""
+        return self.status in TERMINAL_STATUSES
+
+    @classmethod
+    def from_record(cls, row: Mapping[str, Any] | RecordLike) -> Self:
+        """Build from an ``indexing_jobs`` row: ``id`` becomes ``job_id``, ``metadata`` may hold ``phase``."""
+        phase = _metadata(row["metadata"]).get("phase")
+        return cls(
+            job_id=row["id"],
+            status=row["status"],
+            progress_percentage=row["progress_percentage"],
+            progress_message=row["progress_message"] or "",
+            files_scanned=row["files_scanned"],
+            files_indexed=row["files_indexed"],
+            chunks_created=row["chunks_created"],
+            error_message=row["error_message"],
+            error_type=row["error_type"],
+            error_traceback=row["error_traceback"],
+            created_at=row["created_at"],
+            started_at=row["started_at"],
+            completed_at=row["completed_at"],
+            cancelled_at=row["cancelled_at"],
+            repository_id=row["repository_id"],
+            repo_path=row["repo_path"],
+            repo_name=row["repo_name"],
+            project_id=row["project_id"],
+            force_reindex=row["force_reindex"],
+            phase=phase if isinstance(phase, str) else None,
+            worker_id=row["worker_id"],
+            heartbeat_at=row["heartbeat_at"],
+            updated_at=row["updated_at"],
+            version=row["version"],
+        )
+
+
+def _metadata(value: Any) -> Mapping[str, Any]:
+    """The job's ``metadata`` column: asyncpg returns jsonb as text unless a codec is registered."""
+    if isinstance(value, str | bytes):
+        value = json.loads(value)
+    return value if isinstance(value, Mapping) else {}
