@@ -16,7 +16,7 @@ def _default_data_dir() -> Path:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True)
 
     # --- PostgreSQL ---
     database_url: str | None = Field(
@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     embedding_batch_size: int = Field(default=32, ge=1, le=1024)
     embedding_max_length: int = Field(default=128, ge=8, le=8192)
     embedding_threads: int | None = Field(default=None, ge=1)
+    embedding_dimension: int | None = Field(default=None, ge=1, description="Remote providers: skip the probe.")
 
     # --- indexing ---
     max_file_size_bytes: int = Field(default=1_048_576, ge=1)

@@ -11,12 +11,18 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from fastmcp import Client
 
+from server.app import App
 from server.db.cluster import Cluster
 from server.db.embedded import EmbeddedPostgres, RunningServer
 from server.db.registry import Registry
+from server.embeddings import Embedder, create_embedder
+from server.mcp.server import build_server
+from server.settings import Settings
 
 EMBEDDER_NAME = "local:all-MiniLM-L6-v2-int8"
 
@@ -71,3 +77,38 @@ async def registry(cluster: Cluster) -> Registry:
 @pytest.fixture
 def project_id() -> str:
     return f"t-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def local_embedder() -> Embedder:
+    """The real offline model, loaded once per run."""
+    return create_embedder("local")
+
+
+@pytest.fixture
+def settings(pg_server: RunningServer, pg_data_dir: Path) -> Settings:
+    """Fast timings so push/rescue paths are exercised in seconds."""
+    return Settings(
+        _env_file=None,
+        database_url=pg_server.dsn("postgres"),
+        data_dir=pg_data_dir,
+        progress_update_interval_seconds=0.1,
+        heartbeat_interval_seconds=0.5,
+        cancellation_check_interval_seconds=1.0,
+        stale_job_seconds=5.0,
+        worker_poll_interval_seconds=5.0,
+    )
+
+
+@pytest.fixture
+async def app(settings: Settings, local_embedder: Embedder) -> AsyncIterator[App]:
+    application = App(settings, embedder=local_embedder)
+    await application.start()
+    yield application
+    await application.close()
+
+
+@pytest.fixture
+async def mcp_client(app: App) -> AsyncIterator[Client[Any]]:
+    async with Client(build_server(app, manage_app=False)) as client:
+        yield client

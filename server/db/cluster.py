@@ -7,12 +7,16 @@ import logging
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from server.db.embedded import EmbeddedPostgres
 from server.db.names import REGISTRY_DATABASE
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# A connection of our own or one borrowed from a pool: SQL helpers accept either.
+Conn = asyncpg.Connection | PoolConnectionProxy
 
 
 def with_database(dsn: str, database: str) -> str:

@@ -107,7 +107,7 @@ class Registry:
             )
         return project
 
-    async def list(self) -> list[Project]:
+    async def list_projects(self) -> list[Project]:
         await self.ensure_ready()
         pool = await self.cluster.registry_pool()
         rows = await pool.fetch("SELECT * FROM projects ORDER BY created_at, id")
@@ -177,14 +177,14 @@ class Registry:
         self._ready = False
         await self.ensure_ready()
         done = [database_of(self.cluster.registry_dsn)]
-        for project in await self.list():
+        for project in await self.list_projects():
             await self._upgrade_project_db(project.database_name)
             done.append(project.database_name)
         return done
 
     async def downgrade_all(self, revision: str) -> list[str]:
         done = []
-        for project in await self.list():
+        for project in await self.list_projects():
             await migrations.downgrade(self.cluster.dsn_for(project.database_name), "project", revision)
             done.append(project.database_name)
         return done

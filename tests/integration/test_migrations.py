@@ -15,8 +15,16 @@ pytestmark = pytest.mark.integration
 
 
 async def _names(conn: asyncpg.Connection) -> tuple[set[str], set[str]]:
-    idx = {r["indexname"] for r in await conn.fetch("SELECT indexname FROM pg_indexes WHERE indexname LIKE 'idx_indexing_jobs_%'")}
-    trg = {r["tgname"] for r in await conn.fetch("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND tgname LIKE 'indexing_jobs%'")}
+    idx = {
+        r["indexname"]
+        for r in await conn.fetch("SELECT indexname FROM pg_indexes WHERE indexname LIKE 'idx_indexing_jobs_%'")
+    }
+    trg = {
+        r["tgname"]
+        for r in await conn.fetch(
+            "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND tgname LIKE 'indexing_jobs%'"
+        )
+    }
     return idx, trg
 
 

@@ -5,8 +5,6 @@ Revises: p0001
 Create Date: 2026-11-24
 """
 
-from alembic import op
-
 from migrations.sql import run_script
 
 revision: str = "p0002"

@@ -1,0 +1,129 @@
+"""The running service: database, registry, projects, embedder, listener and workers.
+
+Shared by the MCP server, the CLI and standalone workers, so each entry point is
+a thin layer over the same objects.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from listener import Notifier
+from server.db.cluster import Cluster
+from server.db.registry import Project, Registry
+from server.embeddings import Embedder, EmbeddingError, create_embedder
+from server.indexer.pipeline import IndexResult, ProgressCallback, index_repository
+from server.jobs.worker import JobRun, Worker
+from server.projects import ProjectResolver
+from server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class App:
+    def __init__(self, settings: Settings, *, single_client: bool = False, embedder: Embedder | None = None) -> None:
+        self.settings = settings
+        # stdio serves exactly one client: its working directory is the process's
+        self.single_client = single_client
+        self._owns_embedder = embedder is None
+        self.embedder: Embedder = embedder or create_embedder(
+            settings.embedding_provider,
+            model=settings.embedding_model,
+            base_url=settings.embedding_base_url,
+            api_key=settings.embedding_api_key,
+            batch_size=settings.embedding_batch_size,
+            max_length=settings.embedding_max_length,
+            threads=settings.embedding_threads,
+            dimension=settings.embedding_dimension,
+        )
+        self.cluster: Cluster | None = None
+        self._registry: Registry | None = None
+        self._resolver: ProjectResolver | None = None
+        self.notifier = Notifier()
+        self.worker: Worker | None = None
+
+    @property
+    def registry(self) -> Registry:
+        assert self._registry is not None, "App.start() first"
+        return self._registry
+
+    @property
+    def resolver(self) -> ProjectResolver:
+        assert self._resolver is not None, "App.start() first"
+        return self._resolver
+
+    async def start(self, *, workers: bool | None = None) -> None:
+        self.cluster = Cluster.from_settings(self.settings)
+        dimension = await self._embedding_dimension()
+        self._registry = Registry(self.cluster, embedder_name=self.embedder.name, embedding_dim=dimension)
+        await self._registry.ensure_ready()
+        self._resolver = ProjectResolver(
+            self._registry,
+            default_project=self.settings.default_project,
+            auto_create=self.settings.auto_create_projects,
+        )
+        if workers if workers is not None else self.settings.run_workers_in_server:
+            await self.start_worker()
+
+    async def _embedding_dimension(self) -> int:
+        try:
+            return self.embedder.dimension
+        except EmbeddingError:
+            await self.embedder.load()  # a remote provider: one probe call tells the dimension
+            return self.embedder.dimension
+
+    async def start_worker(self) -> Worker:
+        assert self.cluster is not None
+        self.worker = Worker(
+            cluster=self.cluster,
+            registry=self.registry,
+            notifier=self.notifier,
+            settings=self.settings,
+            run_job=self.run_job,
+        )
+        await self.worker.start()
+        return self.worker
+
+    async def close(self) -> None:
+        if self.worker is not None:
+            await self.worker.stop()
+            self.worker = None
+        await self.notifier.close()
+        if self.cluster is not None:
+            await self.cluster.close()
+        if self._owns_embedder:
+            await self.embedder.aclose()
+
+    async def index(
+        self,
+        project: Project,
+        repo_path: Path,
+        *,
+        name: str | None = None,
+        force_reindex: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> IndexResult:
+        """Index in the foreground (CLI, the `index_repository` tool, and every job)."""
+        assert self.cluster is not None
+        await self.registry.check_embedder(project)
+        pool = await self.cluster.pool(project.database_name)
+        return await index_repository(
+            repo_path,
+            name or repo_path.name,
+            pool,
+            self.embedder,
+            force_reindex=force_reindex,
+            progress_callback=progress,
+            max_file_size=self.settings.max_file_size_bytes,
+            max_repo_bytes=int(self.settings.max_repo_size_gb * 1e9),
+        )
+
+    async def run_job(self, run: JobRun) -> IndexResult:
+        return await self.index(
+            run.project,
+            Path(run.row["repo_path"]),
+            name=run.row["repo_name"],
+            force_reindex=run.row["force_reindex"],
+            progress=run.report,
+        )

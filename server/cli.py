@@ -1,0 +1,224 @@
+"""`codebase-mcp` command line: serve, worker, index, search, db."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from server.settings import Settings, get_settings
+
+
+def _setup_logging(settings: Settings) -> None:
+    # stdout belongs to the MCP stdio transport: logs go to stderr.
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from server.app import App
+    from server.mcp.server import build_server
+
+    if args.no_workers:
+        settings.run_workers_in_server = False
+    app = App(settings, single_client=args.transport == "stdio")
+    mcp = build_server(app)
+    if args.transport == "stdio":
+        mcp.run()
+        return 0
+    import uvicorn
+
+    from server.http import build_http_app
+
+    uvicorn.run(
+        build_http_app(app, mcp),
+        host=args.host or settings.http_host,
+        port=args.port if args.port is not None else settings.http_port,
+        log_level=settings.log_level.lower(),
+    )
+    return 0
+
+
+async def _worker(settings: Settings) -> int:
+    from server.app import App
+
+    app = App(settings)
+    await app.start(workers=True)
+    assert app.worker is not None
+    print(f"worker {app.worker.worker_id} running; Ctrl-C to stop", file=sys.stderr)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await app.close()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    if args.concurrency:
+        settings.max_concurrent_indexing_jobs = args.concurrency
+    return asyncio.run(_worker(settings))
+
+
+async def _index(args: argparse.Namespace, settings: Settings) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from server.app import App
+    from server.indexer.pipeline import Progress as IndexProgress
+    from server.jobs.paths import RepoPathError, validate_repo_path
+
+    console = Console(stderr=True)
+    try:
+        path = validate_repo_path(str(Path(args.path).expanduser().absolute()), allowed_roots=settings.allowed_roots)
+    except RepoPathError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
+    app = App(settings)
+    await app.start(workers=False)
+    try:
+        resolved = await app.resolver.resolve(args.project, None, create=True)
+        if args.project is None:
+            app.resolver.set_working_directory("cli", path, process_wide=True)
+            resolved = await app.resolver.resolve(None, "cli", create=True)
+        with Progress(
+            TextColumn("[bold]{task.fields[phase]:<10}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+            TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
+        ) as bar:  # fmt: skip
+            task = bar.add_task("starting", total=100, phase="scanning")
+
+            async def show(p: IndexProgress) -> None:
+                bar.update(task, completed=p.percentage, description=p.message, phase=p.phase)
+
+            result = await app.index(resolved.project, path, force_reindex=args.force, progress=show)
+        summary = {
+            "project": resolved.project.id,
+            "files_scanned": result.files_scanned,
+            "files_indexed": result.files_indexed,
+            "files_unchanged": result.files_unchanged,
+            "files_deleted": result.files_deleted,
+            "skipped": result.files_skipped,
+            "chunks_created": result.chunks_created,
+            "chunks_embedded": result.chunks_embedded,
+            "total_chunks": result.total_chunks,
+            "searchable_seconds": round(result.searchable_seconds, 2),
+            "seconds": round(result.duration_seconds, 2),
+        }
+        if args.json:
+            print(json.dumps(summary))
+        else:
+            skipped = sum(result.files_skipped.values())
+            console.print(
+                f"[green]indexed[/green] {path} into project [bold]{resolved.project.id}[/bold]: "
+                f"{result.files_indexed} files indexed, {result.files_unchanged} unchanged, "
+                f"{result.files_deleted} deleted, {skipped} skipped; {result.chunks_created} chunks "
+                f"({result.total_chunks} in total); searchable after {result.searchable_seconds:.1f}s, "
+                f"done in {result.duration_seconds:.1f}s"
+            )
+        return 0
+    finally:
+        await app.close()
+
+
+def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
+    return asyncio.run(_index(args, settings))
+
+
+def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
+    from server.search.cli import run_search
+
+    return asyncio.run(run_search(args, settings))
+
+
+async def _db(args: argparse.Namespace, settings: Settings) -> int:
+    if args.db_command == "stop":
+        from server.db.embedded import EmbeddedPostgres
+
+        stopped = EmbeddedPostgres(settings.data_dir, port=settings.embedded_pg_port).stop()
+        print("stopped" if stopped else "not running")
+        return 0
+    from server.app import App
+
+    app = App(settings)
+    await app.start(workers=False)
+    try:
+        if args.db_command == "upgrade":
+            done = await app.registry.upgrade_all()
+        elif args.db_command == "downgrade":
+            done = await app.registry.downgrade_all(args.revision)
+        else:
+            done = [p.database_name for p in await app.registry.list_projects()]
+        for name in done:
+            print(name)
+        return 0
+    finally:
+        await app.close()
+
+
+def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
+    return asyncio.run(_db(args, settings))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="codebase-mcp", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the MCP server (stdio by default)")
+    serve.add_argument("--transport", choices=["stdio", "http"], default="stdio")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--no-workers", action="store_true", help="only queue jobs; standalone workers run them")
+    serve.set_defaults(func=cmd_serve)
+
+    worker = sub.add_parser("worker", help="run background indexing workers (any number, on any machine)")
+    worker.add_argument("--concurrency", type=int)
+    worker.set_defaults(func=cmd_worker)
+
+    index = sub.add_parser("index", help="index a repository in the foreground")
+    index.add_argument("path")
+    index.add_argument("--project")
+    index.add_argument("--force", action="store_true", help="re-chunk and re-embed everything")
+    index.add_argument("--json", action="store_true")
+    index.set_defaults(func=cmd_index)
+
+    search = sub.add_parser("search", help="search indexed code")
+    search.add_argument("query")
+    search.add_argument("--project")
+    search.add_argument("--repository")
+    search.add_argument("--language")
+    search.add_argument("--path", dest="path_glob")
+    search.add_argument("--limit", type=int, default=10)
+    search.add_argument("--context", type=int, default=2, dest="context_lines")
+    search.add_argument("--json", action="store_true")
+    search.set_defaults(func=cmd_search)
+
+    db = sub.add_parser("db", help="database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="upgrade the registry and every project database to head")
+    down = db_sub.add_parser("downgrade", help="downgrade every project database to REV")
+    down.add_argument("revision")
+    db_sub.add_parser("list", help="list project databases")
+    db_sub.add_parser("stop", help="stop the embedded PostgreSQL")
+    db.set_defaults(func=cmd_db)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    _setup_logging(settings)
+    code: int = args.func(args, settings)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,337 @@
+"""`index_repository`: scan → chunk (in worker processes) → store → embed.
+
+The repository is searchable by full text as soon as the chunks are stored;
+vectors are filled in afterwards in the same run. Every loop awaits between
+batches, so an asyncio cancel stops the run within one batch and leaves each
+batch either fully written or not at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import multiprocessing
+import os
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import numpy as np
+
+from server.embeddings.base import Embedder
+from server.indexer import store
+from server.indexer.chunker import chunk_file
+from server.indexer.scanner import DEFAULT_MAX_FILE_SIZE, load_file, scan_repository
+from server.indexer.store import ChunkRow, FileRecord
+from server.indexer.tokens import code_tokens
+from server.indexer.types import ScannedFile
+
+log = logging.getLogger(__name__)
+
+FILES_PER_BATCH = 128
+EMBED_BATCH = 256
+_INLINE_LIMIT = 64  # fewer changed files than this: no worker processes needed
+
+
+class RepositoryTooLargeError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    percentage: int
+    message: str
+    phase: str  # scanning, chunking, embedding, finalizing, done
+    files_scanned: int = 0
+    files_indexed: int = 0
+    chunks_created: int = 0
+
+
+ProgressCallback = Callable[[Progress], Awaitable[None]]
+
+
+@dataclass
+class IndexResult:
+    repository_id: uuid.UUID
+    files_scanned: int = 0
+    files_indexed: int = 0
+    files_unchanged: int = 0
+    files_deleted: int = 0
+    files_skipped: dict[str, int] = field(default_factory=dict)
+    chunks_created: int = 0
+    chunks_embedded: int = 0
+    embedding_cache_hits: int = 0
+    total_files: int = 0
+    total_chunks: int = 0
+    searchable_seconds: float = 0.0
+    duration_seconds: float = 0.0
+
+
+# --- work done in worker processes -------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    file: ScannedFile
+    known_hash: str | None
+
+
+def _path_tokens(rel_path: str) -> str:
+    return code_tokens(rel_path.replace("/", " ").replace(".", " "))
+
+
+def _prepare(jobs: Sequence[_Job], max_size: int) -> list[FileRecord | tuple[str, str]]:
+    """Read, hash and chunk files. Unchanged content → ("same", rel_path); unreadable → (reason, rel)."""
+    out: list[FileRecord | tuple[str, str]] = []
+    for job in jobs:
+        loaded = load_file(job.file, max_size)
+        if isinstance(loaded, str):
+            out.append((loaded, job.file.rel_path))
+            continue
+        if loaded.content_hash == job.known_hash:
+            out.append(("same", job.file.rel_path))
+            continue
+        language = loaded.language or "text"
+        path_tokens = _path_tokens(job.file.rel_path)
+        chunks = [
+            ChunkRow(
+                start_line=c.start_line,
+                end_line=c.end_line,
+                symbol=c.symbol,
+                kind=c.kind,
+                language=c.language,
+                content=c.content,
+                content_hash=hashlib.sha256(c.content.encode("utf-8", "surrogatepass")).hexdigest(),
+                symbol_tokens=code_tokens(c.symbol) if c.symbol else "",
+                path_tokens=path_tokens,
+                search_tokens=code_tokens(c.content),
+            )
+            for c in chunk_file(loaded.text, language, job.file.rel_path)
+        ]
+        out.append(
+            FileRecord(
+                rel_path=job.file.rel_path,
+                content_hash=loaded.content_hash,
+                size=job.file.size,
+                mtime_ns=job.file.mtime_ns,
+                language=loaded.language,
+                line_count=loaded.line_count,
+                chunks=chunks,
+            )
+        )
+    return out
+
+
+_pool: ProcessPoolExecutor | None = None
+
+
+def _executor() -> Executor:
+    """A process pool shared by every run in this process (start-up costs ~1 s, pay it once)."""
+    global _pool
+    if _pool is None:
+        workers = max(1, min(os.cpu_count() or 1, 8))
+        _pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
+    return _pool
+
+
+def shutdown_executor() -> None:
+    global _pool
+    if _pool is not None:
+        _pool.shutdown(cancel_futures=True)
+        _pool = None
+
+
+# --- the run ---------------------------------------------------------------------------
+
+
+class _Reporter:
+    """Keeps percentages monotonic and shields indexing from a failing callback."""
+
+    def __init__(self, callback: ProgressCallback | None) -> None:
+        self.callback = callback
+        self.last = 0
+
+    async def __call__(self, progress: Progress) -> None:
+        if self.callback is None:
+            return
+        pct = max(self.last, min(100, progress.percentage))
+        self.last = pct
+        try:
+            await self.callback(
+                Progress(
+                    pct,
+                    progress.message,
+                    progress.phase,
+                    progress.files_scanned,
+                    progress.files_indexed,
+                    progress.chunks_created,
+                )
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("progress callback failed; indexing continues")
+
+
+async def index_repository(
+    repo_path: Path,
+    name: str,
+    pool: asyncpg.Pool,
+    embedder: Embedder | None,
+    *,
+    force_reindex: bool = False,
+    progress_callback: ProgressCallback | None = None,
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE,
+    max_repo_bytes: int | None = None,
+) -> IndexResult:
+    """Index `repo_path` into the project database behind `pool`.
+
+    `embedder=None` stores full text only (vectors can be filled by a later run).
+    """
+    started = time.monotonic()
+    report = _Reporter(progress_callback)
+    root = repo_path.resolve()
+
+    await report(Progress(1, f"Scanning {root}", "scanning"))
+    scan = await asyncio.to_thread(scan_repository, root, max_file_size=max_file_size)
+    total_bytes = sum(f.size for f in scan.files)
+    if max_repo_bytes is not None and total_bytes > max_repo_bytes:
+        raise RepositoryTooLargeError(
+            f"repository {root} holds {total_bytes / 1e9:.2f} GB of indexable files, above the "
+            f"MAX_REPO_SIZE_GB limit of {max_repo_bytes / 1e9:.2f} GB; raise the limit or ignore folders "
+            "in .codebase-mcp/ignore"
+        )
+    async with pool.acquire() as conn:
+        repo_id = await store.ensure_repository(conn, str(root), name)
+        known = await store.known_files(conn, repo_id)
+    result = IndexResult(repository_id=repo_id, files_scanned=len(scan.files), files_skipped=dict(scan.skipped))
+    await report(Progress(10, f"Scanned {len(scan.files)} files", "scanning", files_scanned=len(scan.files)))
+
+    # Change detection: same size and mtime → unchanged without reading; else hash decides.
+    jobs: list[_Job] = []
+    for f in scan.files:
+        k = known.get(f.rel_path)
+        if k is not None and not force_reindex and not k.is_deleted and k.size == f.size and k.mtime_ns == f.mtime_ns:
+            result.files_unchanged += 1
+            continue
+        jobs.append(_Job(f, None if (k is None or force_reindex or k.is_deleted) else k.content_hash))
+
+    await _chunk_and_store(jobs, pool, repo_id, known, result, report, max_file_size)
+
+    present = {f.rel_path for f in scan.files}
+    gone = [p for p, k in known.items() if p not in present and not k.is_deleted]
+    async with pool.acquire() as conn:
+        result.files_deleted = await store.mark_deleted(conn, repo_id, gone)
+    result.searchable_seconds = time.monotonic() - started
+
+    if embedder is not None:
+        await _embed_missing(pool, repo_id, embedder, result, report)
+
+    await report(Progress(95, "Finalizing", "finalizing", result.files_scanned, result.files_indexed,
+                          result.chunks_created))  # fmt: skip
+    async with pool.acquire() as conn:
+        result.total_files, result.total_chunks = await store.finish_repository(conn, repo_id)
+    result.duration_seconds = time.monotonic() - started
+    await report(Progress(100, f"Indexed {result.files_indexed} files, {result.chunks_created} chunks", "done",
+                          result.files_scanned, result.files_indexed, result.chunks_created))  # fmt: skip
+    return result
+
+
+async def _chunk_and_store(
+    jobs: list[_Job],
+    pool: asyncpg.Pool,
+    repo_id: uuid.UUID,
+    known: dict[str, store.KnownFile],
+    result: IndexResult,
+    report: _Reporter,
+    max_file_size: int,
+) -> None:
+    total = len(jobs)
+    batches = [jobs[i : i + FILES_PER_BATCH] for i in range(0, total, FILES_PER_BATCH)]
+    loop = asyncio.get_running_loop()
+    executor = _executor() if total > _INLINE_LIMIT else None
+    # Keep at most a few batches in flight so memory stays bounded and cancel is prompt.
+    in_flight = max(2, (os.cpu_count() or 1) * 2)
+    futures: list[asyncio.Future[list[FileRecord | tuple[str, str]]]] = []
+    next_batch = 0
+    done_files = 0
+    try:
+        while next_batch < len(batches) or futures:
+            while next_batch < len(batches) and len(futures) < in_flight:
+                futures.append(loop.run_in_executor(executor, _prepare, batches[next_batch], max_file_size))
+                next_batch += 1
+            prepared = await futures.pop(0)
+            records = [r for r in prepared if isinstance(r, FileRecord)]
+            same = [r[1] for r in prepared if isinstance(r, tuple) and r[0] == "same"]
+            for r in prepared:
+                if isinstance(r, tuple) and r[0] != "same":
+                    result.files_skipped[r[0]] = result.files_skipped.get(r[0], 0) + 1
+            async with pool.acquire() as conn:
+                result.chunks_created += await store.replace_files(conn, repo_id, records)
+                mtimes = {j.file.rel_path: j.file.mtime_ns for j in jobs}
+                await store.touch_files(conn, [known[p].id for p in same], [mtimes[p] for p in same])
+            result.files_indexed += len(records)
+            result.files_unchanged += len(same)
+            done_files += len(prepared)
+            await report(
+                Progress(
+                    10 + int(40 * done_files / max(total, 1)),
+                    f"Chunked {done_files}/{total} files",
+                    "chunking",
+                    result.files_scanned,
+                    result.files_indexed,
+                    result.chunks_created,
+                )
+            )
+    finally:
+        for fut in futures:
+            fut.cancel()
+
+
+async def _embed_missing(
+    pool: asyncpg.Pool, repo_id: uuid.UUID, embedder: Embedder, result: IndexResult, report: _Reporter
+) -> None:
+    async with pool.acquire() as conn:
+        result.embedding_cache_hits = await store.fill_from_cache(conn, repo_id)
+        todo = await store.count_unembedded(conn, repo_id)
+    await report(Progress(50, f"Embedding {todo} chunks", "embedding", result.files_scanned,
+                          result.files_indexed, result.chunks_created))  # fmt: skip
+    after = 0
+    done = 0
+    while True:
+        async with pool.acquire() as conn:
+            rows = await store.next_unembedded(conn, repo_id, after, EMBED_BATCH)
+        if not rows:
+            break
+        after = rows[-1]["id"]
+        # Identical content inside the batch is embedded once (the cache key is the content hash).
+        unique: dict[str, str] = {}
+        for r in rows:
+            unique.setdefault(r["content_hash"], r["content"])
+        hashes = list(unique)
+        vectors = await embedder.embed([unique[h] for h in hashes])
+        by_hash = dict(zip(hashes, vectors, strict=True))
+        async with pool.acquire() as conn:
+            await store.store_embeddings(
+                conn,
+                [r["id"] for r in rows],
+                [r["content_hash"] for r in rows],
+                np.vstack([by_hash[r["content_hash"]] for r in rows]).astype(np.float32),
+            )
+        done += len(rows)
+        result.chunks_embedded += len(rows)
+        await report(
+            Progress(
+                50 + int(40 * done / max(todo, 1)),
+                f"Embedded {done}/{todo} chunks",
+                "embedding",
+                result.files_scanned,
+                result.files_indexed,
+                result.chunks_created,
+            )
+        )

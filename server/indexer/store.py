@@ -1,0 +1,232 @@
+"""All SQL for repositories, files, chunks and the embedding cache."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+import numpy as np
+import numpy.typing as npt
+from pgvector import Vector
+
+from server.db.cluster import Conn
+
+
+@dataclass(frozen=True, slots=True)
+class KnownFile:
+    id: int
+    content_hash: str
+    size: int
+    mtime_ns: int
+    is_deleted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """One file's new state plus its chunks, written atomically."""
+
+    rel_path: str
+    content_hash: str
+    size: int
+    mtime_ns: int
+    language: str | None
+    line_count: int
+    chunks: list[ChunkRow]
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRow:
+    start_line: int
+    end_line: int
+    symbol: str | None
+    kind: str
+    language: str
+    content: str
+    content_hash: str
+    symbol_tokens: str
+    path_tokens: str
+    search_tokens: str
+
+
+_CHUNK_COLUMNS = (
+    "file_id", "repository_id", "start_line", "end_line", "symbol", "kind", "language", "content",
+    "content_hash", "symbol_tokens", "path_tokens", "search_tokens",
+)  # fmt: skip
+
+
+async def ensure_repository(conn: Conn, root_path: str, name: str) -> uuid.UUID:
+    repo_id: uuid.UUID = await conn.fetchval(
+        """
+        INSERT INTO repositories (name, root_path) VALUES ($1, $2)
+        ON CONFLICT (root_path) DO UPDATE SET name = EXCLUDED.name
+        RETURNING id
+        """,
+        name,
+        root_path,
+    )
+    return repo_id
+
+
+async def known_files(conn: Conn, repo_id: uuid.UUID) -> dict[str, KnownFile]:
+    rows = await conn.fetch(
+        "SELECT id, rel_path, content_hash, size_bytes, mtime_ns, is_deleted FROM files WHERE repository_id = $1",
+        repo_id,
+    )
+    return {
+        r["rel_path"]: KnownFile(r["id"], r["content_hash"], r["size_bytes"], r["mtime_ns"], r["is_deleted"])
+        for r in rows
+    }
+
+
+async def touch_files(conn: Conn, ids: Sequence[int], mtimes: Sequence[int]) -> None:
+    """Content unchanged, only the mtime moved: remember it so the next run skips hashing."""
+    if ids:
+        await conn.execute(
+            "UPDATE files SET mtime_ns = m FROM unnest($1::bigint[], $2::bigint[]) AS u(i, m) WHERE id = u.i",
+            list(ids),
+            list(mtimes),
+        )
+
+
+async def replace_files(conn: Conn, repo_id: uuid.UUID, records: Sequence[FileRecord]) -> int:
+    """Upsert files and swap their chunks in one transaction; returns chunks written."""
+    if not records:
+        return 0
+    async with conn.transaction():
+        rows = await conn.fetch(
+            """
+            INSERT INTO files (repository_id, rel_path, content_hash, size_bytes, mtime_ns, language, line_count,
+                               is_deleted, indexed_at)
+            SELECT $1, * , FALSE, now() FROM unnest($2::text[], $3::text[], $4::bigint[], $5::bigint[],
+                                                     $6::text[], $7::int[])
+            ON CONFLICT (repository_id, rel_path) DO UPDATE SET
+                content_hash = EXCLUDED.content_hash, size_bytes = EXCLUDED.size_bytes,
+                mtime_ns = EXCLUDED.mtime_ns, language = EXCLUDED.language, line_count = EXCLUDED.line_count,
+                is_deleted = FALSE, indexed_at = now()
+            RETURNING id, rel_path
+            """,
+            repo_id,
+            [r.rel_path for r in records],
+            [r.content_hash for r in records],
+            [r.size for r in records],
+            [r.mtime_ns for r in records],
+            [r.language for r in records],
+            [r.line_count for r in records],
+        )
+        ids = {row["rel_path"]: row["id"] for row in rows}
+        await conn.execute("DELETE FROM chunks WHERE file_id = ANY($1::bigint[])", list(ids.values()))
+        chunk_rows = [
+            (
+                ids[r.rel_path],
+                repo_id,
+                c.start_line,
+                c.end_line,
+                c.symbol,
+                c.kind,
+                c.language,
+                c.content,
+                c.content_hash,
+                c.symbol_tokens,
+                c.path_tokens,
+                c.search_tokens,
+            )
+            for r in records
+            for c in r.chunks
+        ]
+        if chunk_rows:
+            await conn.copy_records_to_table("chunks", records=chunk_rows, columns=_CHUNK_COLUMNS)
+        return len(chunk_rows)
+
+
+async def mark_deleted(conn: Conn, repo_id: uuid.UUID, rel_paths: Sequence[str]) -> int:
+    if not rel_paths:
+        return 0
+    async with conn.transaction():
+        ids = await conn.fetch(
+            """
+            UPDATE files SET is_deleted = TRUE, indexed_at = now()
+            WHERE repository_id = $1 AND rel_path = ANY($2::text[]) AND NOT is_deleted
+            RETURNING id
+            """,
+            repo_id,
+            list(rel_paths),
+        )
+        await conn.execute("DELETE FROM chunks WHERE file_id = ANY($1::bigint[])", [r["id"] for r in ids])
+    return len(ids)
+
+
+async def fill_from_cache(conn: Conn, repo_id: uuid.UUID) -> int:
+    """Give unembedded chunks the cached vector of identical content."""
+    status: str = await conn.execute(
+        """
+        UPDATE chunks c SET embedding = e.embedding
+        FROM embedding_cache e
+        WHERE c.repository_id = $1 AND c.embedding IS NULL AND e.content_hash = c.content_hash
+        """,
+        repo_id,
+    )
+    return int(status.split()[-1])
+
+
+async def count_unembedded(conn: Conn, repo_id: uuid.UUID) -> int:
+    n: int = await conn.fetchval("SELECT count(*) FROM chunks WHERE repository_id = $1 AND embedding IS NULL", repo_id)
+    return n
+
+
+async def next_unembedded(conn: Conn, repo_id: uuid.UUID, after_id: int, limit: int) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """
+        SELECT c.id, c.content_hash, c.symbol, c.content, f.rel_path
+        FROM chunks c JOIN files f ON f.id = c.file_id
+        WHERE c.repository_id = $1 AND c.embedding IS NULL AND c.id > $2
+        ORDER BY c.id LIMIT $3
+        """,
+        repo_id,
+        after_id,
+        limit,
+    )
+    return rows
+
+
+async def store_embeddings(
+    conn: Conn,
+    chunk_ids: Sequence[int],
+    hashes: Sequence[str],
+    vectors: npt.NDArray[np.float32],
+) -> None:
+    vecs = [Vector(v) for v in vectors]
+    async with conn.transaction():
+        await conn.execute(
+            """
+            UPDATE chunks SET embedding = u.v
+            FROM unnest($1::bigint[], $2::vector[]) AS u(i, v) WHERE chunks.id = u.i
+            """,
+            list(chunk_ids),
+            vecs,
+        )
+        await conn.execute(
+            """
+            INSERT INTO embedding_cache (content_hash, embedding)
+            SELECT DISTINCT ON (h) h, v FROM unnest($1::text[], $2::vector[]) AS u(h, v)
+            ON CONFLICT (content_hash) DO NOTHING
+            """,
+            list(hashes),
+            vecs,
+        )
+
+
+async def finish_repository(conn: Conn, repo_id: uuid.UUID) -> tuple[int, int]:
+    row = await conn.fetchrow(
+        """
+        UPDATE repositories r SET
+            last_indexed_at = now(),
+            file_count = (SELECT count(*) FROM files WHERE repository_id = r.id AND NOT is_deleted),
+            chunk_count = (SELECT count(*) FROM chunks WHERE repository_id = r.id)
+        WHERE r.id = $1 RETURNING file_count, chunk_count
+        """,
+        repo_id,
+    )
+    assert row is not None
+    return int(row["file_count"]), int(row["chunk_count"])

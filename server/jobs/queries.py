@@ -1,0 +1,302 @@
+"""Every SQL statement about `indexing_jobs`, in one place.
+
+State transitions are guarded in SQL (`WHERE status = 'running' AND worker_id = $n`)
+so a late "completed" can never overwrite "cancelled". Progress writes are short
+transactions with `synchronous_commit = off` (a lost progress tick is harmless);
+final states are durable.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import asyncpg
+
+from server.jobs.models import IndexingJobCreate
+
+Row = asyncpg.Record
+TERMINAL = ("completed", "failed", "cancelled")
+
+
+async def create(conn: asyncpg.Pool | asyncpg.Connection, job: IndexingJobCreate) -> tuple[Row, bool]:
+    """Insert a pending job; if the repository already has an active job, return that one instead."""
+    row = await conn.fetchrow(
+        """
+        INSERT INTO indexing_jobs (repo_path, repo_name, project_id, force_reindex, status, progress_message)
+        VALUES ($1, $2, $3, $4, 'pending', 'Job queued')
+        ON CONFLICT (repo_path) WHERE status IN ('pending', 'running') DO NOTHING
+        RETURNING *
+        """,
+        job.repo_path,
+        job.repo_name,
+        job.project_id,
+        job.force_reindex,
+    )
+    if row is not None:
+        return row, True
+    active = await conn.fetchrow(
+        "SELECT * FROM indexing_jobs WHERE repo_path = $1 AND status IN ('pending', 'running')", job.repo_path
+    )
+    if active is None:  # it finished between the two statements: try once more
+        return await create(conn, job)
+    return active, False
+
+
+async def get(conn: asyncpg.Pool | asyncpg.Connection, job_id: uuid.UUID) -> Row | None:
+    return await conn.fetchrow("SELECT * FROM indexing_jobs WHERE id = $1", job_id)
+
+
+async def list_jobs(
+    conn: asyncpg.Pool | asyncpg.Connection, *, status: str | None = None, limit: int = 20
+) -> list[Row]:
+    rows: list[Row] = await conn.fetch(
+        """
+        SELECT * FROM indexing_jobs WHERE ($1::text IS NULL OR status = $1)
+        ORDER BY created_at DESC LIMIT $2
+        """,
+        status,
+        limit,
+    )
+    return rows
+
+
+async def request_cancel(conn: asyncpg.Pool | asyncpg.Connection, job_id: uuid.UUID) -> Row | None:
+    """Cancel a pending or running job; None when it is unknown or already finished."""
+    return await conn.fetchrow(
+        """
+        UPDATE indexing_jobs
+        SET status = 'cancelled', cancelled_at = now(), completed_at = now(),
+            progress_message = 'Cancelled by user'
+        WHERE id = $1 AND status IN ('pending', 'running')
+        RETURNING *
+        """,
+        job_id,
+    )
+
+
+async def claim_next(conn: asyncpg.Pool | asyncpg.Connection, worker_id: str) -> Row | None:
+    """Take the oldest pending job, skipping rows other workers are claiming."""
+    return await conn.fetchrow(
+        """
+        UPDATE indexing_jobs SET
+            status = 'running', started_at = now(), heartbeat_at = now(), worker_id = $1,
+            worker_task_id = $1, attempts = attempts + 1, progress_message = 'Starting',
+            metadata = coalesce(metadata, '{}'::jsonb) || '{"phase": "starting"}'::jsonb
+        WHERE id = (
+            SELECT id FROM indexing_jobs WHERE status = 'pending'
+            ORDER BY created_at FOR UPDATE SKIP LOCKED LIMIT 1
+        )
+        RETURNING *
+        """,
+        worker_id,
+    )
+
+
+async def has_pending(conn: asyncpg.Pool | asyncpg.Connection) -> bool:
+    found: bool = await conn.fetchval("SELECT EXISTS (SELECT 1 FROM indexing_jobs WHERE status = 'pending')")
+    return found
+
+
+async def update_progress(
+    pool: asyncpg.Pool,
+    job_id: uuid.UUID,
+    worker_id: str,
+    *,
+    percentage: int,
+    message: str,
+    phase: str,
+    files_scanned: int,
+    files_indexed: int,
+    chunks_created: int,
+) -> bool:
+    """Write progress in its own short transaction; False when the job is no longer ours to run."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL synchronous_commit = off")
+        status: str = await conn.execute(
+            """
+            UPDATE indexing_jobs SET
+                progress_percentage = GREATEST(progress_percentage, $3), progress_message = $4,
+                files_scanned = $5, files_indexed = $6, chunks_created = $7, heartbeat_at = now(),
+                metadata = coalesce(metadata, '{}'::jsonb) || jsonb_build_object('phase', $8::text)
+            WHERE id = $1 AND worker_id = $2 AND status = 'running'
+            """,
+            job_id,
+            worker_id,
+            percentage,
+            message,
+            files_scanned,
+            files_indexed,
+            chunks_created,
+            phase,
+        )
+    return status.endswith(" 1")
+
+
+async def heartbeat(pool: asyncpg.Pool, job_id: uuid.UUID, worker_id: str) -> str | None:
+    """Refresh the heartbeat (no NOTIFY); returns the job's status, None if the job is gone."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL synchronous_commit = off")
+        status: str | None = await conn.fetchval(
+            """
+            UPDATE indexing_jobs SET heartbeat_at = now()
+            WHERE id = $1 AND worker_id = $2 AND status = 'running' RETURNING status
+            """,
+            job_id,
+            worker_id,
+        )
+        if status is None:
+            status = await conn.fetchval("SELECT status FROM indexing_jobs WHERE id = $1", job_id)
+    return status
+
+
+async def complete(
+    pool: asyncpg.Pool,
+    job_id: uuid.UUID,
+    worker_id: str,
+    *,
+    repository_id: uuid.UUID,
+    message: str,
+    files_scanned: int,
+    files_indexed: int,
+    chunks_created: int,
+    metadata: dict[str, Any],
+) -> Row | None:
+    return await pool.fetchrow(
+        """
+        UPDATE indexing_jobs SET
+            status = 'completed', progress_percentage = 100, progress_message = $3, completed_at = now(),
+            repository_id = $4, files_scanned = $5, files_indexed = $6, chunks_created = $7,
+            metadata = coalesce(metadata, '{}'::jsonb) || $8::jsonb || '{"phase": "done"}'::jsonb
+        WHERE id = $1 AND worker_id = $2 AND status = 'running'
+        RETURNING *
+        """,
+        job_id,
+        worker_id,
+        message,
+        repository_id,
+        files_scanned,
+        files_indexed,
+        chunks_created,
+        json.dumps(metadata),
+    )
+
+
+async def fail(
+    pool: asyncpg.Pool,
+    job_id: uuid.UUID,
+    worker_id: str | None,
+    *,
+    error_message: str,
+    error_type: str,
+    error_traceback: str | None,
+) -> Row | None:
+    return await pool.fetchrow(
+        """
+        UPDATE indexing_jobs SET
+            status = 'failed', completed_at = now(), progress_message = 'Failed: ' || left($3, 500),
+            error_message = $3, error_type = $4, error_traceback = $5
+        WHERE id = $1 AND status = 'running' AND ($2::text IS NULL OR worker_id = $2)
+        RETURNING *
+        """,
+        job_id,
+        worker_id,
+        error_message,
+        error_type,
+        error_traceback,
+    )
+
+
+async def requeue(pool: asyncpg.Pool, job_id: uuid.UUID, worker_id: str, reason: str) -> Row | None:
+    """Give a running job back to the queue (graceful shutdown of its worker)."""
+    return await pool.fetchrow(
+        """
+        UPDATE indexing_jobs SET
+            status = 'pending', worker_id = NULL, heartbeat_at = NULL, progress_percentage = 0,
+            progress_message = $3, metadata = coalesce(metadata, '{}'::jsonb) || jsonb_build_object('requeued', $3)
+        WHERE id = $1 AND worker_id = $2 AND status = 'running'
+        RETURNING *
+        """,
+        job_id,
+        worker_id,
+        reason,
+    )
+
+
+async def mark_worker_stopped(pool: asyncpg.Pool, job_id: uuid.UUID, worker_id: str) -> None:
+    """Record that the worker of a cancelled job has really stopped (subscribers see it)."""
+    await pool.execute(
+        """
+        UPDATE indexing_jobs SET progress_message = 'Cancelled by user; worker stopped',
+            metadata = coalesce(metadata, '{}'::jsonb) || jsonb_build_object('worker_stopped_at', now())
+        WHERE id = $1 AND worker_id = $2 AND status = 'cancelled'
+        """,
+        job_id,
+        worker_id,
+    )
+
+
+async def rescue_stale(
+    pool: asyncpg.Pool,
+    *,
+    stale_seconds: float,
+    dead_workers: list[str],
+    max_attempts: int,
+) -> list[Row]:
+    """Running jobs whose worker died: re-queue them, or fail them after `max_attempts`."""
+    rows: list[Row] = await pool.fetch(
+        """
+        UPDATE indexing_jobs SET
+            status = CASE WHEN attempts >= $3 THEN 'failed' ELSE 'pending' END,
+            completed_at = CASE WHEN attempts >= $3 THEN now() END,
+            error_type = CASE WHEN attempts >= $3 THEN 'WorkerLost' ELSE error_type END,
+            error_message = CASE WHEN attempts >= $3
+                THEN 'worker ' || coalesce(worker_id, '?') || ' stopped while running this job, '
+                     || attempts || ' attempts made' ELSE error_message END,
+            progress_message = CASE WHEN attempts >= $3 THEN 'Failed: worker lost'
+                ELSE 'Re-queued: worker ' || coalesce(worker_id, '?') || ' stopped (attempt '
+                     || attempts || ' of ' || $3 || ')' END,
+            progress_percentage = CASE WHEN attempts >= $3 THEN progress_percentage ELSE 0 END,
+            worker_id = NULL, heartbeat_at = NULL
+        WHERE status = 'running'
+          AND (heartbeat_at < now() - make_interval(secs => $1) OR worker_id = ANY($2::text[]))
+        RETURNING *
+        """,
+        stale_seconds,
+        dead_workers,
+        max_attempts,
+    )
+    return rows
+
+
+async def fail_overdue(pool: asyncpg.Pool, timeout_seconds: int) -> list[Row]:
+    """Jobs running longer than INDEXING_JOB_TIMEOUT_SECONDS, whoever runs them."""
+    rows: list[Row] = await pool.fetch(
+        """
+        UPDATE indexing_jobs SET status = 'failed', completed_at = now(), error_type = 'JobTimeout',
+            error_message = 'job exceeded INDEXING_JOB_TIMEOUT_SECONDS=' || $1,
+            progress_message = 'Failed: timed out'
+        WHERE status = 'running' AND started_at < now() - make_interval(secs => $1)
+        RETURNING *
+        """,
+        timeout_seconds,
+    )
+    return rows
+
+
+async def running_worker_ids(pool: asyncpg.Pool) -> list[str]:
+    rows = await pool.fetch("SELECT DISTINCT worker_id FROM indexing_jobs WHERE status = 'running'")
+    return [r["worker_id"] for r in rows if r["worker_id"]]
+
+
+async def delete_expired(pool: asyncpg.Pool, retention_days: int) -> int:
+    status: str = await pool.execute(
+        """
+        DELETE FROM indexing_jobs
+        WHERE status IN ('completed', 'failed', 'cancelled')
+          AND coalesce(completed_at, cancelled_at, created_at) < now() - make_interval(days => $1)
+        """,
+        retention_days,
+    )
+    return int(status.split()[-1])

@@ -1,0 +1,354 @@
+"""Workers: claim pending jobs when NOTIFY says so, run them, stop them when NOTIFY says so.
+
+One `Worker` per process serves every project database. It is woken by the
+listener (new job, finished job, new project), with a slow poll as a safety net.
+Claims use `FOR UPDATE SKIP LOCKED`; the cluster-wide concurrency limit is held by
+advisory-lock slots. A running job heartbeats; the heartbeat doubles as the
+fallback cancellation check should a NOTIFY be missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from listener import Notifier, Subscription
+from server.db.cluster import Cluster
+from server.db.registry import Project, Registry
+from server.indexer.pipeline import IndexResult, Progress
+from server.jobs import queries
+from server.jobs.slots import GlobalSlots, Slot
+from server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+JOBS_CHANNEL = "indexing_jobs"
+PROJECTS_CHANNEL = "codebase_projects"
+MAX_ATTEMPTS = 3
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def dead_local_workers(worker_ids: list[str]) -> list[str]:
+    """Workers that ran on this host in a process that no longer exists (e.g. killed with SIGKILL)."""
+    host = socket.gethostname()
+    dead = []
+    for wid in worker_ids:
+        parts = wid.split(":")
+        if len(parts) == 3 and parts[0] == host and parts[1].isdigit() and not _pid_alive(int(parts[1])):
+            dead.append(wid)
+    return dead
+
+
+@dataclass
+class JobRun:
+    """What a job function gets: the claimed row, its project, and a throttled progress reporter."""
+
+    job_id: uuid.UUID
+    row: asyncpg.Record
+    project: Project
+    pool: asyncpg.Pool
+    report: Callable[[Progress], Awaitable[None]]
+
+
+RunJob = Callable[[JobRun], Awaitable[IndexResult]]
+
+
+@dataclass
+class _Running:
+    task: asyncio.Task[None]
+    database: str
+    stop_reason: list[str] = field(default_factory=list)
+
+    def stop(self, reason: str) -> None:
+        if not self.stop_reason:
+            self.stop_reason.append(reason)
+            self.task.cancel()
+
+
+class Worker:
+    def __init__(
+        self,
+        *,
+        cluster: Cluster,
+        registry: Registry,
+        notifier: Notifier,
+        settings: Settings,
+        run_job: RunJob,
+        worker_id: str | None = None,
+    ) -> None:
+        self.cluster = cluster
+        self.registry = registry
+        self.notifier = notifier
+        self.settings = settings
+        self.run_job = run_job
+        self.worker_id = worker_id or new_worker_id()
+        self.slots = GlobalSlots(cluster.registry_dsn, settings.max_concurrent_indexing_jobs)
+        self.running: dict[uuid.UUID, _Running] = {}
+        self._projects: dict[str, Project] = {}  # database name → project
+        self._dirty: set[str] = set()
+        self._wake = asyncio.Event()
+        self._subs: list[Subscription] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopping = False
+
+    # -- lifecycle --------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.registry.ensure_ready()
+        self._track(asyncio.create_task(self._watch_projects(), name="worker-projects"))
+        for project in await self.registry.list_projects():
+            await self._add_project(project)
+        await self.maintain()
+        self._track(asyncio.create_task(self._dispatch_loop(), name="worker-dispatch"))
+        self._track(asyncio.create_task(self._maintenance_loop(), name="worker-maintenance"))
+        log.info("worker %s started", self.worker_id)
+
+    async def stop(self) -> None:
+        """Stop claiming; give running jobs back to the queue for another worker."""
+        self._stopping = True
+        for run in list(self.running.values()):
+            run.stop("shutdown")
+        if self.running:
+            await asyncio.gather(*(r.task for r in self.running.values()), return_exceptions=True)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for sub in self._subs:
+            await sub.close()
+
+    def _track(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.add(task)  # strong reference: never lose a task to garbage collection
+        task.add_done_callback(self._tasks.discard)
+
+    def wake(self, database: str | None = None) -> None:
+        self._dirty.update([database] if database else self._projects)
+        self._wake.set()
+
+    # -- discovery ------------------------------------------------------------------------
+    async def _add_project(self, project: Project) -> None:
+        db = project.database_name
+        if db in self._projects:
+            return
+        self._projects[db] = project
+        sub = await self.notifier.subscribe(self.cluster.dsn_for(db), JOBS_CHANNEL, maxsize=256)
+        self._subs.append(sub)
+        self._track(asyncio.create_task(self._watch_jobs(db, sub), name=f"worker-jobs-{db}"))
+        self.wake(db)
+
+    async def _watch_projects(self) -> None:
+        sub = await self.notifier.subscribe(self.cluster.registry_dsn, PROJECTS_CHANNEL)
+        self._subs.append(sub)
+        async for _event in sub:
+            for project in await self.registry.list_projects():
+                await self._add_project(project)
+
+    async def _watch_jobs(self, db: str, sub: Subscription) -> None:
+        async for event in sub:
+            status = event.payload.get("status")
+            if event.kind == "resync" or status == "pending" or status in queries.TERMINAL:
+                # a new job, or a finished one that freed a cluster-wide slot
+                self.wake(db if status == "pending" else None)
+
+    # -- dispatch ---------------------------------------------------------------------------
+    async def _dispatch_loop(self) -> None:
+        while not self._stopping:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.settings.worker_poll_interval_seconds)
+            except TimeoutError:
+                self.wake()  # safety net for a missed NOTIFY
+            self._wake.clear()
+            try:
+                await self._fill()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                log.exception("dispatch failed; retrying shortly")
+                await asyncio.sleep(1)
+                self.wake()
+
+    async def _fill(self) -> None:
+        limit = self.settings.max_concurrent_indexing_jobs
+        for db in list(self._dirty):
+            while len(self.running) < limit and not self._stopping:
+                slot = await self.slots.try_acquire()
+                if slot is None:
+                    return  # cluster-wide limit reached; a finishing job wakes us
+                pool = await self.cluster.pool(db)
+                try:
+                    row = await queries.claim_next(pool, self.worker_id)
+                except BaseException:
+                    await slot.release()
+                    raise
+                if row is None:
+                    await slot.release()
+                    self._dirty.discard(db)
+                    break
+                self._start_job(db, row, slot)
+
+    def _start_job(self, db: str, row: asyncpg.Record, slot: Slot) -> None:
+        job_id: uuid.UUID = row["id"]
+        task = asyncio.create_task(self._execute(db, row, slot), name=f"job-{job_id}")
+        self.running[job_id] = _Running(task=task, database=db)
+
+    # -- running one job --------------------------------------------------------------------
+    async def _execute(self, db: str, row: asyncpg.Record, slot: Slot) -> None:
+        job_id: uuid.UUID = row["id"]
+        run = self.running[job_id]
+        pool = await self.cluster.pool(db)
+        watchers: list[asyncio.Task[None]] = []
+        sub: Subscription | None = None
+        try:
+            sub = await self.notifier.subscribe(self.cluster.dsn_for(db), JOBS_CHANNEL, str(job_id), maxsize=8)
+            watchers = [
+                asyncio.create_task(self._watch_cancel(sub, pool, job_id, run)),
+                asyncio.create_task(self._heartbeat(pool, job_id, run)),
+            ]
+            # The table is the truth: a cancel may have landed before we subscribed.
+            if await queries.heartbeat(pool, job_id, self.worker_id) != "running":
+                run.stop("cancelled")
+            await self._run_guarded(db, row, pool, run)
+        except asyncio.CancelledError:
+            reason = run.stop_reason[0] if run.stop_reason else "shutdown"
+            if reason == "cancelled":
+                await queries.mark_worker_stopped(pool, job_id, self.worker_id)
+                log.info("job %s cancelled; worker stopped", job_id)
+                return
+            await queries.requeue(pool, job_id, self.worker_id, f"Re-queued: worker {self.worker_id} shut down")
+            raise
+        finally:
+            for w in watchers:
+                w.cancel()
+            if sub is not None:
+                await sub.close()
+            await slot.release()
+            self.running.pop(job_id, None)
+            self.wake()
+
+    async def _run_guarded(self, db: str, row: asyncpg.Record, pool: asyncpg.Pool, run: _Running) -> None:
+        job_id: uuid.UUID = row["id"]
+        project = self._projects[db]
+        reporter = _ThrottledProgress(self, pool, job_id, run)
+        try:
+            async with asyncio.timeout(self.settings.indexing_job_timeout_seconds):
+                result = await self.run_job(JobRun(job_id, row, project, pool, reporter))
+        except TimeoutError:
+            await queries.fail(
+                pool, job_id, self.worker_id,
+                error_message=f"job exceeded INDEXING_JOB_TIMEOUT_SECONDS="
+                f"{self.settings.indexing_job_timeout_seconds}; indexed data so far is kept",
+                error_type="JobTimeout", error_traceback=None,
+            )  # fmt: skip
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await queries.fail(
+                pool, job_id, self.worker_id,
+                error_message=str(exc) or type(exc).__name__, error_type=type(exc).__name__,
+                error_traceback=traceback.format_exc(),
+            )  # fmt: skip
+            log.warning("job %s failed: %s", job_id, exc)
+        else:
+            await queries.complete(
+                pool, job_id, self.worker_id, repository_id=result.repository_id,
+                message=f"Completed: {result.files_indexed} files indexed, {result.chunks_created} chunks",
+                files_scanned=result.files_scanned, files_indexed=result.files_indexed,
+                chunks_created=result.chunks_created,
+                metadata={"files_unchanged": result.files_unchanged, "files_deleted": result.files_deleted,
+                          "chunks_embedded": result.chunks_embedded, "total_chunks": result.total_chunks,
+                          "duration_seconds": round(result.duration_seconds, 3)},
+            )  # fmt: skip
+
+    async def _watch_cancel(self, sub: Subscription, pool: asyncpg.Pool, job_id: uuid.UUID, run: _Running) -> None:
+        async for event in sub:
+            status = event.payload.get("status") if event.kind == "notify" else None
+            if status is None:  # resync: read the row
+                job = await queries.get(pool, job_id)
+                status = job["status"] if job else "cancelled"
+            if status != "running":
+                run.stop("cancelled")
+                return
+
+    async def _heartbeat(self, pool: asyncpg.Pool, job_id: uuid.UUID, run: _Running) -> None:
+        interval = min(self.settings.heartbeat_interval_seconds, self.settings.cancellation_check_interval_seconds)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                status = await queries.heartbeat(pool, job_id, self.worker_id)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                log.warning("heartbeat for job %s failed", job_id, exc_info=True)
+                continue
+            if status != "running":
+                run.stop("cancelled")
+                return
+
+    # -- housekeeping -----------------------------------------------------------------------
+    async def maintain(self) -> None:
+        """Rescue jobs of dead workers, fail overdue ones, delete expired history."""
+        for db in list(self._projects):
+            pool = await self.cluster.pool(db)
+            dead = dead_local_workers(await queries.running_worker_ids(pool))
+            rescued = await queries.rescue_stale(
+                pool, stale_seconds=self.settings.stale_job_seconds, dead_workers=dead, max_attempts=MAX_ATTEMPTS
+            )
+            for r in rescued:
+                log.warning("rescued job %s: %s", r["id"], r["progress_message"])
+            await queries.fail_overdue(pool, self.settings.indexing_job_timeout_seconds)
+            await queries.delete_expired(pool, self.settings.job_status_retention_days)
+            if rescued:
+                self.wake(db)
+
+    async def _maintenance_loop(self) -> None:
+        interval = max(1.0, self.settings.stale_job_seconds / 2)
+        while not self._stopping:
+            await asyncio.sleep(interval)
+            try:
+                await self.maintain()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                log.exception("maintenance failed")
+
+
+class _ThrottledProgress:
+    """Writes progress at most every PROGRESS_UPDATE_INTERVAL_SECONDS, and on every phase change."""
+
+    def __init__(self, worker: Worker, pool: asyncpg.Pool, job_id: uuid.UUID, run: _Running) -> None:
+        self.worker = worker
+        self.pool = pool
+        self.job_id = job_id
+        self.run = run
+        self.interval = worker.settings.progress_update_interval_seconds
+        self.last_write = 0.0
+        self.last_phase = ""
+
+    async def __call__(self, p: Progress) -> None:
+        now = time.monotonic()
+        if p.phase == self.last_phase and now - self.last_write < self.interval and p.percentage < 100:
+            return
+        self.last_write, self.last_phase = now, p.phase
+        still_ours = await queries.update_progress(
+            self.pool, self.job_id, self.worker.worker_id, percentage=p.percentage, message=p.message,
+            phase=p.phase, files_scanned=p.files_scanned, files_indexed=p.files_indexed,
+            chunks_created=p.chunks_created,
+        )  # fmt: skip
+        if not still_ours:
+            self.run.stop("cancelled")
+            await asyncio.sleep(0)  # let the cancellation land here

@@ -1,0 +1,86 @@
+"""Browser routes: a jobs page and Server-Sent-Event streams fed by the listener."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from server.app import App
+from server.db.names import InvalidNameError
+from server.jobs import queries
+from server.jobs.models import IndexingJobProgress
+
+STATIC = Path(__file__).resolve().parent / "static"
+RESYNC_SECONDS = 15.0
+
+
+def web_routes(app: App) -> list[BaseRoute]:
+    async def page(_: Request) -> Response:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    async def projects(_: Request) -> Response:
+        return JSONResponse(
+            [{"id": p.id, "database_name": p.database_name} for p in await app.registry.list_projects()]
+        )
+
+    async def jobs(request: Request) -> Response:
+        try:
+            project = await app.registry.get(request.path_params["project"])
+        except InvalidNameError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        if project is None:
+            return JSONResponse({"error": "unknown project"}, status_code=404)
+        assert app.cluster is not None
+        rows = await queries.list_jobs(await app.cluster.pool(project.database_name), limit=50)
+        return JSONResponse([IndexingJobProgress.from_record(r).model_dump(mode="json") for r in rows])
+
+    async def job_events(request: Request) -> Response:
+        try:
+            project = await app.registry.get(request.path_params["project"])
+            job_id = uuid.UUID(request.path_params["job_id"])
+        except (InvalidNameError, ValueError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        if project is None:
+            return JSONResponse({"error": "unknown project"}, status_code=404)
+        assert app.cluster is not None
+        pool = await app.cluster.pool(project.database_name)
+        if await queries.get(pool, job_id) is None:
+            return JSONResponse({"error": "unknown job"}, status_code=404)
+        dsn = app.cluster.dsn_for(project.database_name)
+
+        async def stream() -> AsyncIterator[ServerSentEvent]:
+            sub = await app.notifier.subscribe(dsn, "indexing_jobs", str(job_id), maxsize=8)
+            try:
+                sent = -1
+                while True:
+                    row = await queries.get(pool, job_id)  # subscribed first, then read
+                    if row is None:
+                        return
+                    job = IndexingJobProgress.from_record(row)
+                    if job.version > sent:
+                        sent = job.version
+                        yield ServerSentEvent(data=job.model_dump_json(), event="job", id=str(job.version))
+                    if job.is_terminal:
+                        yield ServerSentEvent(data=job.model_dump_json(), event="end")
+                        return
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(sub.get(), RESYNC_SECONDS)
+            finally:
+                await sub.close()
+
+        return EventSourceResponse(stream(), ping=15)
+
+    return [
+        Route("/web/", page),
+        Route("/web/api/projects", projects),
+        Route("/web/api/projects/{project}/jobs", jobs),
+        Route("/web/api/projects/{project}/jobs/{job_id}/events", job_events),
+    ]
