@@ -13,6 +13,7 @@ import hashlib
 import logging
 import multiprocessing
 import os
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -128,22 +129,38 @@ def _prepare(jobs: Sequence[_Job], max_size: int) -> list[FileRecord | tuple[str
 
 
 _pool: ProcessPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _noop(delay: float) -> None:
+    time.sleep(delay)
 
 
 def _executor() -> Executor:
-    """A process pool shared by every run in this process (start-up costs ~1 s, pay it once)."""
+    """A process pool shared by every run in this process, started once and warmed up.
+
+    Blocking (process start-up takes a second): call it through `asyncio.to_thread`.
+    """
     global _pool
-    if _pool is None:
-        workers = max(1, min(os.cpu_count() or 1, 8))
-        _pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
-    return _pool
+    with _pool_lock:
+        if _pool is None:
+            workers = max(1, min(os.cpu_count() or 1, 8))
+            ctx = multiprocessing.get_context("forkserver")
+            # children fork from a server that already imported the parsers
+            ctx.set_forkserver_preload(["server.indexer.chunker", "server.indexer.tokens"])
+            pool = ProcessPoolExecutor(workers, mp_context=ctx)
+            for fut in [pool.submit(_noop, 0.05) for _ in range(workers)]:
+                fut.result()
+            _pool = pool
+        return _pool
 
 
 def shutdown_executor() -> None:
     global _pool
-    if _pool is not None:
-        _pool.shutdown(cancel_futures=True)
-        _pool = None
+    with _pool_lock:
+        if _pool is not None:
+            _pool.shutdown(cancel_futures=True)
+            _pool = None
 
 
 # --- the run ---------------------------------------------------------------------------
@@ -254,7 +271,7 @@ async def _chunk_and_store(
     total = len(jobs)
     batches = [jobs[i : i + FILES_PER_BATCH] for i in range(0, total, FILES_PER_BATCH)]
     loop = asyncio.get_running_loop()
-    executor = _executor() if total > _INLINE_LIMIT else None
+    executor = await asyncio.to_thread(_executor) if total > _INLINE_LIMIT else None
     # Keep at most a few batches in flight so memory stays bounded and cancel is prompt.
     in_flight = max(2, (os.cpu_count() or 1) * 2)
     futures: list[asyncio.Future[list[FileRecord | tuple[str, str]]]] = []
