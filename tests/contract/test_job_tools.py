@@ -36,8 +36,8 @@ async def _status(client: Client[Any], job_id: str, project_id: str | None = Non
     return IndexingJobProgress.model_validate(result.structured_content)
 
 
-async def _poll_until(client: Client[Any], job_id: str, statuses: set[str], timeout: float = 60) -> IndexingJobProgress:
-    deadline = time.monotonic() + timeout
+async def _poll_until(client: Client[Any], job_id: str, statuses: set[str], within: float = 60) -> IndexingJobProgress:
+    deadline = time.monotonic() + within
     while True:
         job = await _status(client, job_id)
         if job.status in statuses:
