@@ -35,7 +35,7 @@ from server.indexer.types import ScannedFile
 log = logging.getLogger(__name__)
 
 FILES_PER_BATCH = 128
-EMBED_BATCH = 256
+EMBED_BATCH = 128
 _INLINE_LIMIT = 64  # fewer changed files than this: no worker processes needed
 
 

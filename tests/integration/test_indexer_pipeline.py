@@ -1,0 +1,213 @@
+"""index_repository on real repositories and the real database: incremental, progress, cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from server.app import App
+from server.db.registry import Project
+from server.embeddings import Embedder
+from server.indexer.pipeline import Progress, index_repository
+from tests.repos import make_python_repo
+
+pytestmark = pytest.mark.integration
+
+
+async def _project(app: App, project_id: str) -> tuple[Project, asyncpg.Pool]:
+    project = (await app.resolver.resolve(project_id, None, create=True)).project
+    assert app.cluster is not None
+    return project, await app.cluster.pool(project.database_name)
+
+
+async def _files(pool: asyncpg.Pool) -> dict[str, tuple[int, str, bool]]:
+    rows = await pool.fetch("SELECT id, rel_path, content_hash, is_deleted FROM files")
+    return {r["rel_path"]: (r["id"], r["content_hash"], r["is_deleted"]) for r in rows}
+
+
+async def _chunk_ids(pool: asyncpg.Pool, rel_path: str) -> set[int]:
+    rows = await pool.fetch(
+        "SELECT c.id FROM chunks c JOIN files f ON f.id = c.file_id WHERE f.rel_path = $1", rel_path
+    )
+    return {r["id"] for r in rows}
+
+
+def _multi_language_repo(root: Path) -> Path:
+    (root / "src").mkdir(parents=True)
+    (root / "src" / "retry.py").write_text(
+        "import time\n\n\ndef retry_request(send, attempts=3):\n"
+        '    """Retry a failed HTTP request with exponential backoff."""\n'
+        "    for n in range(attempts):\n        try:\n            return send()\n"
+        "        except OSError:\n            time.sleep(2 ** n)\n    raise RuntimeError('gave up')\n"
+    )
+    (root / "src" / "app.ts").write_text(
+        "export class JobQueue {\n  private items: string[] = [];\n"
+        "  push(item: string): void {\n    this.items.push(item);\n  }\n}\n"
+    )
+    (root / "main.go").write_text("package main\n\nfunc ParseConfig(path string) error {\n\treturn nil\n}\n")
+    (root / "lib.rs").write_text("pub fn checksum(data: &[u8]) -> u32 {\n    data.iter().map(|b| *b as u32).sum()\n}\n")
+    (root / "docs.md").write_text("# Guide\n\nHow to configure the service.\n\n## Retry\n\nRetries use backoff.\n")
+    (root / "sub").mkdir()
+    (root / "sub" / ".gitignore").write_text("*.log\n!keep.log\n")
+    (root / "sub" / "debug.log").write_text("noise\n")
+    (root / "sub" / "keep.log").write_text("kept on purpose\n")
+    (root / "blob.dat").write_bytes(b"\x00\x01binary\x00" * 100)
+    (root / "latin.txt").write_bytes("caf\xe9 cr\xe8me br\xfbl\xe9e\n".encode("latin-1"))
+    (root / "huge.txt").write_text("x" * 2_000_000)
+    os.symlink("/etc", root / "escape")
+    return root
+
+
+async def test_full_index_stores_searchable_chunks(
+    app: App, local_embedder: Embedder, tmp_path: Path, project_id: str
+) -> None:
+    repo = _multi_language_repo(tmp_path / "repo")
+    project, pool = await _project(app, project_id)
+    result = await app.index(project, repo)
+    files = await _files(pool)
+    assert set(files) == {
+        "src/retry.py",
+        "src/app.ts",
+        "main.go",
+        "lib.rs",
+        "docs.md",
+        "latin.txt",
+        "sub/keep.log",
+        "sub/.gitignore",
+    }
+    assert result.files_skipped.get("too_large") == 1 and result.files_skipped.get("symlink") == 1
+    assert result.files_skipped.get("binary") == 1
+    langs = dict(await pool.fetch("SELECT rel_path, language FROM files"))  # type: ignore[arg-type]
+    assert langs["src/retry.py"] == "python" and langs["src/app.ts"] == "typescript" and langs["main.go"] == "go"
+    # every chunk embedded, full text over code-aware tokens finds identifiers and their parts
+    assert await pool.fetchval("SELECT count(*) FROM chunks WHERE embedding IS NULL") == 0
+    hit = await pool.fetchval(
+        "SELECT symbol FROM chunks WHERE tsv @@ to_tsquery('simple', 'retry & request') ORDER BY id LIMIT 1"
+    )
+    assert hit == "retry_request"
+    assert await pool.fetchval("SELECT count(*) FROM chunks WHERE tsv @@ to_tsquery('simple', 'jobqueue')") >= 1
+    latin = await pool.fetchval(
+        "SELECT content FROM chunks c JOIN files f ON f.id = c.file_id WHERE rel_path = 'latin.txt'"
+    )
+    assert "crème" in latin
+
+
+async def test_reindex_touches_exactly_what_changed(app: App, tmp_path: Path, project_id: str) -> None:
+    repo = make_python_repo(tmp_path / "repo", 6)
+    project, pool = await _project(app, project_id)
+    first = await app.index(project, repo)
+    assert first.files_indexed == 7 and first.chunks_embedded == first.chunks_created
+    before = await _files(pool)
+    kept_chunks = await _chunk_ids(pool, "pkg/mod_0001.py")
+
+    nothing = await app.index(project, repo)
+    assert (nothing.files_indexed, nothing.chunks_created, nothing.chunks_embedded) == (0, 0, 0)
+    assert nothing.files_unchanged == 7
+
+    changed = repo / "pkg" / "mod_0000.py"
+    changed.write_text(changed.read_text() + "\n\ndef brand_new_helper():\n    return 42\n")
+    (repo / "pkg" / "mod_0002.py").unlink()
+    (repo / "pkg" / "added.py").write_text("def added_function():\n    return 'added'\n")
+    touched = repo / "pkg" / "mod_0003.py"
+    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10_000_000_000))
+
+    second = await app.index(project, repo)
+    assert second.files_indexed == 2  # mod_0000 changed, added.py new
+    assert second.files_deleted == 1 and second.files_unchanged == 5  # mod_0003: same hash, new mtime
+    after = await _files(pool)
+    assert after["pkg/mod_0002.py"][2] is True and await _chunk_ids(pool, "pkg/mod_0002.py") == set()
+    assert after["pkg/mod_0000.py"][1] != before["pkg/mod_0000.py"][1]
+    assert await _chunk_ids(pool, "pkg/mod_0001.py") == kept_chunks  # untouched rows kept their ids
+    # unchanged chunks of the edited file came from the embedding cache, only new content was embedded
+    assert second.embedding_cache_hits >= 3
+    assert second.embedding_cache_hits + second.chunks_embedded == second.chunks_created
+    assert await pool.fetchval("SELECT count(*) FROM chunks WHERE symbol = 'brand_new_helper'") == 1
+
+    forced = await app.index(project, repo, force_reindex=True)
+    assert forced.files_indexed == 7 and forced.embedding_cache_hits == forced.chunks_created
+    assert forced.chunks_embedded == 0
+
+
+async def test_progress_milestones_are_monotonic_and_survive_a_failing_callback(
+    app: App, tmp_path: Path, project_id: str
+) -> None:
+    repo = make_python_repo(tmp_path / "repo", 40)
+    project, _ = await _project(app, project_id)
+    seen: list[Progress] = []
+
+    async def callback(p: Progress) -> None:
+        seen.append(p)
+        if len(seen) == 3:
+            raise RuntimeError("a broken progress consumer")
+
+    result = await app.index(project, repo, progress=callback)
+    pcts = [p.percentage for p in seen]
+    assert pcts == sorted(pcts) and pcts[-1] == 100
+    scanned = next(p for p in seen if p.percentage == 10)
+    assert scanned.phase == "scanning" and scanned.files_scanned == 41
+    assert any(10 < p.percentage <= 50 and p.phase == "chunking" for p in seen)
+    assert any(50 < p.percentage <= 90 and p.phase == "embedding" for p in seen)
+    assert any(p.percentage == 95 and p.phase == "finalizing" for p in seen)
+    assert result.files_indexed == 41
+
+
+async def test_searchable_by_text_before_embeddings_then_filled(
+    app: App, local_embedder: Embedder, tmp_path: Path, project_id: str
+) -> None:
+    repo = make_python_repo(tmp_path / "repo", 3)
+    _, pool = await _project(app, project_id)
+    text_only = await index_repository(repo, "repo", pool, None)
+    assert text_only.chunks_created > 0 and text_only.chunks_embedded == 0
+    assert await pool.fetchval("SELECT count(*) FROM chunks WHERE embedding IS NOT NULL") == 0
+    assert await pool.fetchval("SELECT count(*) FROM chunks WHERE tsv @@ to_tsquery('simple', 'settings')") > 0
+    later = await index_repository(repo, "repo", pool, local_embedder)
+    assert later.files_indexed == 0 and later.chunks_embedded == text_only.chunks_created
+    assert await pool.fetchval("SELECT count(*) FROM chunks WHERE embedding IS NULL") == 0
+
+
+async def test_cancel_takes_effect_fast_and_leaves_consistent_rows(
+    app: App, local_embedder: Embedder, tmp_path: Path, project_id: str
+) -> None:
+    repo = make_python_repo(tmp_path / "repo", 200)
+    project, pool = await _project(app, project_id)
+    embedding = asyncio.Event()
+
+    async def watch(p: Progress) -> None:
+        if p.phase == "embedding" and p.percentage > 50:
+            embedding.set()
+
+    task = asyncio.create_task(index_repository(repo, "repo", pool, local_embedder, progress_callback=watch))
+    await asyncio.wait_for(embedding.wait(), 60)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert loop.time() - t0 < 0.1
+    # every stored file has its chunks; embedded chunks also sit in the cache
+    orphans = await pool.fetchval(
+        """SELECT count(*) FROM files f
+           WHERE NOT is_deleted AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.file_id = f.id)"""
+    )
+    assert orphans == 0
+    missing_cache = await pool.fetchval(
+        """SELECT count(*) FROM chunks c WHERE embedding IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM embedding_cache e WHERE e.content_hash = c.content_hash)"""
+    )
+    assert missing_cache == 0
+    resumed = await app.index(project, repo)
+    assert resumed.files_indexed == 0 and resumed.chunks_embedded > 0
+    assert await pool.fetchval("SELECT count(*) FROM chunks WHERE embedding IS NULL") == 0
+
+
+async def test_switching_embedder_is_refused(app: App, tmp_path: Path, project_id: str) -> None:
+    from server.db.registry import EmbedderMismatchError
+
+    project, _ = await _project(app, project_id)
+    app.registry.embedder_name = "ollama:other-model"
+    with pytest.raises(EmbedderMismatchError, match="vectors cannot be mixed"):
+        await app.index(project, make_python_repo(tmp_path / "repo", 1))
