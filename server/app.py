@@ -6,6 +6,7 @@ a thin layer over the same objects.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
@@ -54,7 +55,8 @@ class App:
         return self._resolver
 
     async def start(self, *, workers: bool | None = None) -> None:
-        self.cluster = Cluster.from_settings(self.settings)
+        self.notifier = Notifier()  # a fresh one: start() may follow close()
+        self.cluster = await asyncio.to_thread(Cluster.from_settings, self.settings)  # may start PostgreSQL
         dimension = await self._embedding_dimension()
         self._registry = Registry(self.cluster, embedder_name=self.embedder.name, embedding_dim=dimension)
         await self._registry.ensure_ready()
