@@ -1,0 +1,162 @@
+"""Worker rules on the real database: rescue, retention, guarded transitions, missed NOTIFY."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from server.app import App
+from server.jobs import queries
+from server.jobs.models import IndexingJobCreate
+from tests.repos import make_python_repo
+
+pytestmark = pytest.mark.integration
+
+
+async def _pool(app: App, project_id: str) -> asyncpg.Pool:
+    project = (await app.resolver.resolve(project_id, None, create=True)).project
+    assert app.cluster is not None and app.worker is not None
+    await app.worker._add_project(project)  # the registry NOTIFY does this too; don't wait for it
+    return await app.cluster.pool(project.database_name)
+
+
+async def _wait_status(pool: asyncpg.Pool, job_id: uuid.UUID, status: str, within: float = 30) -> asyncpg.Record:
+    deadline = time.monotonic() + within
+    while True:
+        row = await queries.get(pool, job_id)
+        assert row is not None
+        if row["status"] == status:
+            return row
+        assert time.monotonic() < deadline, f"still {row['status']}: {row['progress_message']}"
+        await asyncio.sleep(0.05)
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+async def _insert_running(pool: asyncpg.Pool, repo: Path, project_id: str, worker_id: str, **cols: object) -> uuid.UUID:
+    job_id: uuid.UUID = await pool.fetchval(
+        """
+        INSERT INTO indexing_jobs (repo_path, repo_name, project_id, status, worker_id, started_at,
+                                   heartbeat_at, attempts)
+        VALUES ($1, 'r', $2, 'running', $3, now(), now() - make_interval(secs => $4), $5)
+        RETURNING id
+        """,
+        str(repo),
+        project_id,
+        worker_id,
+        float(cols.get("heartbeat_age", 0.0)),  # type: ignore[arg-type]
+        int(cols.get("attempts", 1)),  # type: ignore[call-overload]
+    )
+    return job_id
+
+
+async def test_job_of_a_dead_local_worker_is_requeued_and_completed(app: App, tmp_path: Path, project_id: str) -> None:
+    pool = await _pool(app, project_id)
+    repo = make_python_repo(tmp_path / "repo", 2)
+    dead = f"{socket.gethostname()}:{_dead_pid()}:abc123"
+    job_id = await _insert_running(pool, repo, project_id, dead)
+    assert app.worker is not None
+    await app.worker.maintain()
+    row = await _wait_status(pool, job_id, "completed")
+    assert row["attempts"] == 2 and row["worker_id"] == app.worker.worker_id
+    assert row["files_indexed"] == 3
+
+
+async def test_stale_heartbeat_is_rescued_and_max_attempts_fail(app: App, tmp_path: Path, project_id: str) -> None:
+    pool = await _pool(app, project_id)
+    stale = await _insert_running(
+        pool, make_python_repo(tmp_path / "a", 1), project_id, "elsewhere:1:x", heartbeat_age=3600
+    )
+    spent = await _insert_running(
+        pool, make_python_repo(tmp_path / "b", 1), project_id, "elsewhere:2:y", heartbeat_age=3600, attempts=3
+    )
+    fresh = await _insert_running(pool, make_python_repo(tmp_path / "c", 1), project_id, "elsewhere:3:z")
+    assert app.worker is not None
+    await app.worker.maintain()
+    failed = await queries.get(pool, spent)
+    assert failed is not None and failed["status"] == "failed" and failed["error_type"] == "WorkerLost"
+    assert "elsewhere:2:y" in failed["error_message"]
+    assert (await _wait_status(pool, stale, "completed"))["attempts"] == 2
+    untouched = await queries.get(pool, fresh)
+    assert untouched is not None and untouched["status"] == "running"  # its worker may be alive elsewhere
+
+
+async def test_retention_deletes_only_old_finished_jobs(app: App, project_id: str, tmp_path: Path) -> None:
+    pool = await _pool(app, project_id)
+    old, recent = [
+        await pool.fetchval(
+            """INSERT INTO indexing_jobs (repo_path, repo_name, project_id, status, completed_at)
+               VALUES ($1, 'r', $2, 'completed', now() - make_interval(days => $3)) RETURNING id""",
+            f"/tmp/{name}",
+            project_id,
+            age,
+        )
+        for name, age in [("old", 30), ("recent", 1)]
+    ]
+    assert app.worker is not None
+    await app.worker.maintain()
+    assert await queries.get(pool, old) is None
+    assert await queries.get(pool, recent) is not None
+
+
+async def test_late_completion_cannot_overwrite_cancelled(app: App, project_id: str, tmp_path: Path) -> None:
+    pool = await _pool(app, project_id)
+    job_id = await _insert_running(pool, tmp_path, project_id, "w:1:a")
+    assert await queries.request_cancel(pool, job_id) is not None
+    late = await queries.complete(
+        pool, job_id, "w:1:a", repository_id=uuid.uuid4(), message="done", files_scanned=1, files_indexed=1,
+        chunks_created=1, metadata={},
+    )  # fmt: skip
+    assert late is None
+    assert not await queries.update_progress(
+        pool, job_id, "w:1:a", percentage=50, message="x", phase="chunking", files_scanned=0, files_indexed=0,
+        chunks_created=0,
+    )  # fmt: skip
+    row = await queries.get(pool, job_id)
+    assert row is not None and row["status"] == "cancelled"
+
+
+async def test_progress_never_goes_backwards(app: App, project_id: str, tmp_path: Path) -> None:
+    pool = await _pool(app, project_id)
+    job_id = await _insert_running(pool, tmp_path, project_id, "w:1:b")
+    for pct in (40, 20, 60):
+        await queries.update_progress(
+            pool, job_id, "w:1:b", percentage=pct, message=f"{pct}", phase="chunking", files_scanned=0,
+            files_indexed=0, chunks_created=0,
+        )  # fmt: skip
+    row = await queries.get(pool, job_id)
+    assert row is not None and row["progress_percentage"] == 60
+
+
+async def test_missed_notify_still_cancels_through_the_heartbeat(app: App, tmp_path: Path, project_id: str) -> None:
+    pool = await _pool(app, project_id)
+    repo = make_python_repo(tmp_path / "repo", 300)
+    row, _ = await queries.create(pool, IndexingJobCreate(repo_path=str(repo), repo_name="repo", project_id=project_id))
+    await _wait_status(pool, row["id"], "running")
+    assert app.worker is not None
+    task = app.worker.running[row["id"]].task
+    async with pool.acquire() as conn, conn.transaction():
+        # the cancel lands without any NOTIFY: only the heartbeat fallback can see it
+        await conn.execute("ALTER TABLE indexing_jobs DISABLE TRIGGER indexing_jobs_notify_update")
+        await conn.execute(
+            "UPDATE indexing_jobs SET status = 'cancelled', cancelled_at = now() WHERE id = $1", row["id"]
+        )
+        await conn.execute("ALTER TABLE indexing_jobs ENABLE TRIGGER indexing_jobs_notify_update")
+    t0 = time.monotonic()
+    await asyncio.wait_for(asyncio.shield(task), app.settings.cancellation_check_interval_seconds + 2)
+    assert time.monotonic() - t0 <= app.settings.cancellation_check_interval_seconds + 1
+    assert row["id"] not in app.worker.running
+    final = await queries.get(pool, row["id"])
+    assert final is not None and final["status"] == "cancelled"
