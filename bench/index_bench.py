@@ -45,9 +45,7 @@ async def run(args: argparse.Namespace) -> None:
     root = corpus_root(args.corpus)
     files_on_disk = sum(len(f) for _, _, f in os.walk(root))
     data_dir = Path(tempfile.mkdtemp(prefix="cbmcp-bench-"))
-    settings = Settings(
-        data_dir=data_dir, **({"database_url": os.environ["DATABASE_URL"]} if "DATABASE_URL" in os.environ else {})
-    )
+    settings = Settings(data_dir=data_dir)  # DATABASE_URL, when set, still wins
     app = App(settings)
     await app.start(workers=False)
     assert app.cluster is not None
@@ -79,8 +77,9 @@ async def run(args: argparse.Namespace) -> None:
         t1 = time.perf_counter()
         full = await index_repository(root, "corpus", pool, app.embedder)
         took = time.perf_counter() - t1
+        rate = full.chunks_embedded / took
         print(
-            f"embedding: {full.chunks_embedded} chunks in {took:,.1f} s = {full.chunks_embedded / took:,.1f} chunks/s "
+            f"embedding: {full.chunks_embedded} chunks in {took:,.1f} s = {rate:,.1f} chunks/s "
             f"(cache hits {full.embedding_cache_hits}); fully embedded after {searchable + took:,.1f} s"
         )
     elif args.embed == "sample":
