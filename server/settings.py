@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     embedding_model: str | None = None
     embedding_base_url: str | None = None
     embedding_api_key: str | None = None
-    embedding_batch_size: int = Field(default=32, ge=1, le=1024)
+    embedding_batch_size: int = Field(default=16, ge=1, le=1024)
     embedding_max_length: int = Field(default=128, ge=8, le=8192)
     embedding_threads: int | None = Field(default=None, ge=1)
     embedding_dimension: int | None = Field(default=None, ge=1, description="Remote providers: skip the probe.")

@@ -1,0 +1,54 @@
+"""The embedder interface shared by the local model and the remote providers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from numpy.typing import NDArray
+
+Vectors = NDArray[np.float32]
+
+
+class EmbeddingError(Exception):
+    """Embedding failed; the message says what went wrong and what to check."""
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into L2-normalised float32 vectors.
+
+    ``name`` is a stable id stored with each project (``local:all-MiniLM-L6-v2-int8``,
+    ``ollama:nomic-embed-text``, ``openai:text-embedding-3-small``) so that vectors from
+    different models are never mixed.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dimension(self) -> int:
+        """Vector length; raises EmbeddingError if a remote one is not known yet (see ``load``)."""
+        ...
+
+    async def load(self) -> None:
+        """Load the model or probe the server once, so ``dimension`` is known. Idempotent."""
+
+    async def embed(self, texts: Sequence[str]) -> Vectors:
+        """Shape (len(texts), dimension), rows L2-normalised, in input order."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+def normalize_rows(vectors: NDArray[np.floating]) -> Vectors:
+    """L2-normalise each row; all-zero rows stay zero rather than becoming NaN."""
+    out = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    normalized: Vectors = np.divide(out, norms, out=np.zeros_like(out), where=norms > 0)
+    return normalized
+
+
+def empty_vectors(dimension: int) -> Vectors:
+    return np.zeros((0, dimension), dtype=np.float32)
