@@ -43,7 +43,7 @@ def pg_data_dir() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def pg_server(pg_data_dir: Path) -> Iterator[RunningServer]:
     """A real PostgreSQL 18 + pgvector, on a Unix socket and a loopback TCP port."""
-    embedded = EmbeddedPostgres(pg_data_dir, port=_free_port())
+    embedded = EmbeddedPostgres(pg_data_dir, port=_free_port(), durable=False)
     running = embedded.ensure_running()
     yield running
     embedded.stop()

@@ -68,10 +68,12 @@ def _as_root() -> bool:
 
 
 class EmbeddedPostgres:
-    def __init__(self, data_dir: Path, *, port: int = 0) -> None:
+    def __init__(self, data_dir: Path, *, port: int = 0, durable: bool = True) -> None:
         self.data_dir = data_dir.expanduser().resolve()
         self.pgdata = self.data_dir / f"pg{PG_MAJOR}"
         self.port = port  # 0: no TCP listener
+        # durable=False: throwaway servers (tests, benchmarks) skip fsync entirely
+        self.durable = durable
 
     # -- public -------------------------------------------------------------
     def ensure_running(self) -> RunningServer:
@@ -91,7 +93,9 @@ class EmbeddedPostgres:
         with self._lock():
             if self._read_running() is None:
                 return False
-            self._run("pg_ctl", "-D", str(self.pgdata), "-m", "fast", "-w", "stop")
+            # a throwaway server need not checkpoint on the way out
+            mode = "fast" if self.durable else "immediate"
+            self._run("pg_ctl", "-D", str(self.pgdata), "-m", mode, "-w", "stop")
             return True
 
     def running(self) -> RunningServer | None:
@@ -162,11 +166,14 @@ class EmbeddedPostgres:
         self._prepare_permissions()
         self._run(
             "initdb", "-D", str(self.pgdata), "-U", SUPERUSER, "--auth=trust", "--encoding=UTF8",
-            "--locale=C", "--no-instructions",
+            "--locale=C", "--no-instructions", *([] if self.durable else ["--no-sync"]),
         )  # fmt: skip
         with open(self.pgdata / "postgresql.conf", "a") as conf:
             conf.write("\n# codebase-mcp\n")
-            for key, value in _CONF.items():
+            settings = dict(_CONF)
+            if not self.durable:
+                settings.update(fsync="off", synchronous_commit="off", full_page_writes="off")
+            for key, value in settings.items():
                 conf.write(f"{key} = '{value}'\n")
 
     def _start(self) -> None:
