@@ -81,9 +81,10 @@ class _Running:
     task: asyncio.Task[None]
     database: str
     stop_reason: list[str] = field(default_factory=list)
+    finishing: bool = False  # the job function has returned: its own final write must not cancel it
 
     def stop(self, reason: str) -> None:
-        if not self.stop_reason:
+        if not self.stop_reason and not self.finishing:
             self.stop_reason.append(reason)
             self.task.cancel()
 
@@ -161,8 +162,11 @@ class Worker:
         sub = await self.notifier.subscribe(self.cluster.registry_dsn, PROJECTS_CHANNEL)
         self._subs.append(sub)
         async for _event in sub:
-            for project in await self.registry.list_projects():
-                await self._add_project(project)
+            await self._discover_projects()
+
+    async def _discover_projects(self) -> None:
+        for project in await self.registry.list_projects():
+            await self._add_project(project)
 
     async def _watch_jobs(self, db: str, sub: Subscription) -> None:
         async for event in sub:
@@ -189,11 +193,17 @@ class Worker:
     async def _fill(self) -> None:
         limit = self.settings.max_concurrent_indexing_jobs
         for db in list(self._dirty):
+            if db not in self._projects:  # woken by a start call before the new project's NOTIFY came
+                await self._discover_projects()
+                if db not in self._projects:
+                    self._dirty.discard(db)
+                    continue
             while len(self.running) < limit and not self._stopping:
                 slot = await self.slots.try_acquire()
                 if slot is None:
                     return  # cluster-wide limit reached; a finishing job wakes us
                 pool = await self.cluster.pool(db)
+                self._dirty.discard(db)  # before the claim: a wake landing during it marks db again
                 try:
                     row = await queries.claim_next(pool, self.worker_id)
                 except BaseException:
@@ -201,8 +211,8 @@ class Worker:
                     raise
                 if row is None:
                     await slot.release()
-                    self._dirty.discard(db)
                     break
+                self._dirty.add(db)  # there may be more pending
                 self._start_job(db, row, slot)
 
     def _start_job(self, db: str, row: asyncpg.Record, slot: Slot) -> None:
@@ -252,6 +262,7 @@ class Worker:
             async with asyncio.timeout(self.settings.indexing_job_timeout_seconds):
                 result = await self.run_job(JobRun(job_id, row, project, pool, reporter))
         except TimeoutError:
+            run.finishing = True
             await queries.fail(
                 pool, job_id, self.worker_id,
                 error_message=f"job exceeded INDEXING_JOB_TIMEOUT_SECONDS="
@@ -261,6 +272,7 @@ class Worker:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            run.finishing = True
             await queries.fail(
                 pool, job_id, self.worker_id,
                 error_message=str(exc) or type(exc).__name__, error_type=type(exc).__name__,
@@ -268,6 +280,7 @@ class Worker:
             )  # fmt: skip
             log.warning("job %s failed: %s", job_id, exc)
         else:
+            run.finishing = True
             await queries.complete(
                 pool, job_id, self.worker_id, repository_id=result.repository_id,
                 message=f"Completed: {result.files_indexed} files indexed, {result.chunks_created} chunks",
