@@ -10,6 +10,8 @@ import asyncio
 import logging
 from pathlib import Path
 
+import asyncpg
+
 from listener import Notifier
 from server.db.cluster import Cluster
 from server.db.registry import Project, Registry
@@ -20,6 +22,10 @@ from server.projects import ProjectResolver
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+async def _listen_connection(dsn: str) -> asyncpg.Connection:
+    return await asyncpg.connect(dsn, server_settings={"application_name": "codebase-mcp-listener"})
 
 
 class App:
@@ -41,7 +47,7 @@ class App:
         self.cluster: Cluster | None = None
         self._registry: Registry | None = None
         self._resolver: ProjectResolver | None = None
-        self.notifier = Notifier()
+        self.notifier = Notifier(connect=_listen_connection)
         self.worker: Worker | None = None
 
     @property
@@ -55,7 +61,7 @@ class App:
         return self._resolver
 
     async def start(self, *, workers: bool | None = None) -> None:
-        self.notifier = Notifier()  # a fresh one: start() may follow close()
+        self.notifier = Notifier(connect=_listen_connection)  # a fresh one: start() may follow close()
         self.cluster = await asyncio.to_thread(Cluster.from_settings, self.settings)  # may start PostgreSQL
         dimension = await self._embedding_dimension()
         self._registry = Registry(self.cluster, embedder_name=self.embedder.name, embedding_dim=dimension)

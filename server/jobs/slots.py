@@ -2,6 +2,7 @@
 
 Each held slot is a session-level advisory lock on a dedicated (never pooled)
 connection, so a worker that dies frees its slot the moment its connection drops.
+Connections are kept for reuse: opening one costs ~10 ms, locking ~0.3 ms.
 """
 
 from __future__ import annotations
@@ -9,40 +10,60 @@ from __future__ import annotations
 import asyncpg
 
 _SLOT_CLASS = 0x636A6F62  # "cjob": advisory lock namespace for job slots
+_APP_NAME = "codebase-mcp-slot"
 
 
 class Slot:
-    def __init__(self, conn: asyncpg.Connection, number: int) -> None:
+    def __init__(self, owner: GlobalSlots, conn: asyncpg.Connection, number: int) -> None:
+        self.owner = owner
         self.conn = conn
         self.number = number
 
     async def release(self) -> None:
-        try:
-            if not self.conn.is_closed():
-                await self.conn.execute("SELECT pg_advisory_unlock($1, $2)", _SLOT_CLASS, self.number)
-        finally:
-            await self.conn.close()
+        await self.owner._release(self)
 
 
 class GlobalSlots:
     def __init__(self, dsn: str, limit: int) -> None:
         self.dsn = dsn
         self.limit = limit
+        self._idle: list[asyncpg.Connection] = []
+
+    async def _connection(self) -> asyncpg.Connection:
+        while self._idle:
+            conn = self._idle.pop()
+            if not conn.is_closed():
+                return conn
+        return await asyncpg.connect(self.dsn, server_settings={"application_name": _APP_NAME})
 
     async def try_acquire(self) -> Slot | None:
-        conn = await asyncpg.connect(self.dsn, server_settings={"application_name": "codebase-mcp-slot"})
+        conn = await self._connection()
         try:
             for number in range(self.limit):
                 if await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", _SLOT_CLASS, number):
-                    return Slot(conn, number)
+                    return Slot(self, conn, number)
         except BaseException:
             await conn.close()
             raise
-        await conn.close()
+        self._idle.append(conn)
         return None
 
+    async def _release(self, slot: Slot) -> None:
+        conn = slot.conn
+        try:
+            if not conn.is_closed():
+                await conn.execute("SELECT pg_advisory_unlock($1, $2)", _SLOT_CLASS, slot.number)
+                self._idle.append(conn)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            await conn.close()  # closing frees the lock too
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await conn.close()
+
     async def in_use(self) -> int:
-        conn = await asyncpg.connect(self.dsn)
+        conn = await self._connection()
         try:
             n: int = await conn.fetchval(
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = $1::oid AND granted",
@@ -50,4 +71,4 @@ class GlobalSlots:
             )
             return n
         finally:
-            await conn.close()
+            self._idle.append(conn)

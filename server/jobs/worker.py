@@ -118,9 +118,11 @@ class Worker:
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
         await self.registry.ensure_ready()
-        self._track(asyncio.create_task(self._watch_projects(), name="worker-projects"))
-        for project in await self.registry.list_projects():
-            await self._add_project(project)
+        # subscribe first, then list: a project created in between is not missed
+        projects_sub = await self.notifier.subscribe(self.cluster.registry_dsn, PROJECTS_CHANNEL)
+        self._subs.append(projects_sub)
+        self._track(asyncio.create_task(self._watch_projects(projects_sub), name="worker-projects"))
+        await self._discover_projects()
         await self.maintain()
         self._track(asyncio.create_task(self._dispatch_loop(), name="worker-dispatch"))
         self._track(asyncio.create_task(self._maintenance_loop(), name="worker-maintenance"))
@@ -138,6 +140,7 @@ class Worker:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for sub in self._subs:
             await sub.close()
+        await self.slots.close()
 
     def _track(self, task: asyncio.Task[Any]) -> None:
         self._tasks.add(task)  # strong reference: never lose a task to garbage collection
@@ -158,9 +161,7 @@ class Worker:
         self._track(asyncio.create_task(self._watch_jobs(db, sub), name=f"worker-jobs-{db}"))
         self.wake(db)
 
-    async def _watch_projects(self) -> None:
-        sub = await self.notifier.subscribe(self.cluster.registry_dsn, PROJECTS_CHANNEL)
-        self._subs.append(sub)
+    async def _watch_projects(self, sub: Subscription) -> None:
         async for _event in sub:
             await self._discover_projects()
 
@@ -198,18 +199,21 @@ class Worker:
                 if db not in self._projects:
                     self._dirty.discard(db)
                     continue
+            pool = await self.cluster.pool(db)
             while len(self.running) < limit and not self._stopping:
+                self._dirty.discard(db)  # before looking: a wake landing meanwhile marks db again
+                if not await queries.has_pending(pool):  # cheap, pooled: no slot taken for nothing
+                    break
                 slot = await self.slots.try_acquire()
                 if slot is None:
+                    self._dirty.add(db)
                     return  # cluster-wide limit reached; a finishing job wakes us
-                pool = await self.cluster.pool(db)
-                self._dirty.discard(db)  # before the claim: a wake landing during it marks db again
                 try:
                     row = await queries.claim_next(pool, self.worker_id)
                 except BaseException:
                     await slot.release()
                     raise
-                if row is None:
+                if row is None:  # another worker was faster
                     await slot.release()
                     break
                 self._dirty.add(db)  # there may be more pending

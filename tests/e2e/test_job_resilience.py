@@ -22,11 +22,10 @@ pytestmark = pytest.mark.e2e
 
 JOB_TIMEOUT = 150.0  # generous: the CI box may be busy; the happy path takes seconds
 
-# The notifier's dedicated connections: no application_name, last statement a LISTEN or its probe.
+# The notifier's dedicated connections name themselves.
 LISTENERS_SQL = """
 SELECT pid, datname FROM pg_stat_activity
-WHERE datname = ANY($1::text[]) AND backend_type = 'client backend' AND application_name = ''
-  AND query ~* '^(UN)?LISTEN |pg_listening_channels'
+WHERE datname = ANY($1::text[]) AND backend_type = 'client backend' AND application_name = 'codebase-mcp-listener'
 """
 
 
