@@ -9,6 +9,7 @@ batch either fully written or not at all.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import multiprocessing
@@ -71,6 +72,9 @@ class IndexResult:
     total_chunks: int = 0
     searchable_seconds: float = 0.0
     duration_seconds: float = 0.0
+
+    def progress(self, percentage: int, message: str, phase: str) -> Progress:
+        return Progress(percentage, message, phase, self.files_scanned, self.files_indexed, self.chunks_created)
 
 
 # --- work done in worker processes -------------------------------------------------
@@ -179,16 +183,7 @@ class _Reporter:
         pct = max(self.last, min(100, progress.percentage))
         self.last = pct
         try:
-            await self.callback(
-                Progress(
-                    pct,
-                    progress.message,
-                    progress.phase,
-                    progress.files_scanned,
-                    progress.files_indexed,
-                    progress.chunks_created,
-                )
-            )
+            await self.callback(dataclasses.replace(progress, percentage=pct))
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -227,7 +222,7 @@ async def index_repository(
         repo_id = await store.ensure_repository(conn, str(root), name)
         known = await store.known_files(conn, repo_id)
     result = IndexResult(repository_id=repo_id, files_scanned=len(scan.files), files_skipped=dict(scan.skipped))
-    await report(Progress(10, f"Scanned {len(scan.files)} files", "scanning", files_scanned=len(scan.files)))
+    await report(result.progress(10, f"Scanned {len(scan.files)} files", "scanning"))
 
     # Change detection: same size and mtime → unchanged without reading; else hash decides.
     jobs: list[_Job] = []
@@ -249,13 +244,11 @@ async def index_repository(
     if embedder is not None:
         await _embed_missing(pool, repo_id, embedder, result, report)
 
-    await report(Progress(95, "Finalizing", "finalizing", result.files_scanned, result.files_indexed,
-                          result.chunks_created))  # fmt: skip
+    await report(result.progress(95, "Finalizing", "finalizing"))
     async with pool.acquire() as conn:
         result.total_files, result.total_chunks = await store.finish_repository(conn, repo_id)
     result.duration_seconds = time.monotonic() - started
-    await report(Progress(100, f"Indexed {result.files_indexed} files, {result.chunks_created} chunks", "done",
-                          result.files_scanned, result.files_indexed, result.chunks_created))  # fmt: skip
+    await report(result.progress(100, f"Indexed {result.files_indexed} files, {result.chunks_created} chunks", "done"))
     return result
 
 
@@ -277,6 +270,7 @@ async def _chunk_and_store(
     futures: list[asyncio.Future[list[FileRecord | tuple[str, str]]]] = []
     next_batch = 0
     done_files = 0
+    mtimes = {j.file.rel_path: j.file.mtime_ns for j in jobs}
     try:
         while next_batch < len(batches) or futures:
             while next_batch < len(batches) and len(futures) < in_flight:
@@ -290,19 +284,13 @@ async def _chunk_and_store(
                     result.files_skipped[r[0]] = result.files_skipped.get(r[0], 0) + 1
             async with pool.acquire() as conn:
                 result.chunks_created += await store.replace_files(conn, repo_id, records)
-                mtimes = {j.file.rel_path: j.file.mtime_ns for j in jobs}
                 await store.touch_files(conn, [known[p].id for p in same], [mtimes[p] for p in same])
             result.files_indexed += len(records)
             result.files_unchanged += len(same)
             done_files += len(prepared)
             await report(
-                Progress(
-                    10 + int(40 * done_files / max(total, 1)),
-                    f"Chunked {done_files}/{total} files",
-                    "chunking",
-                    result.files_scanned,
-                    result.files_indexed,
-                    result.chunks_created,
+                result.progress(
+                    10 + int(40 * done_files / max(total, 1)), f"Chunked {done_files}/{total} files", "chunking"
                 )
             )
     finally:
@@ -316,8 +304,7 @@ async def _embed_missing(
     async with pool.acquire() as conn:
         result.embedding_cache_hits = await store.fill_from_cache(conn, repo_id)
         todo = await store.count_unembedded(conn, repo_id)
-    await report(Progress(50, f"Embedding {todo} chunks", "embedding", result.files_scanned,
-                          result.files_indexed, result.chunks_created))  # fmt: skip
+    await report(result.progress(50, f"Embedding {todo} chunks", "embedding"))
     after = 0
     done = 0
     while True:
@@ -342,13 +329,4 @@ async def _embed_missing(
             )
         done += len(rows)
         result.chunks_embedded += len(rows)
-        await report(
-            Progress(
-                50 + int(40 * done / max(todo, 1)),
-                f"Embedded {done}/{todo} chunks",
-                "embedding",
-                result.files_scanned,
-                result.files_indexed,
-                result.chunks_created,
-            )
-        )
+        await report(result.progress(50 + int(40 * done / max(todo, 1)), f"Embedded {done}/{todo} chunks", "embedding"))
