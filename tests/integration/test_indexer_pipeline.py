@@ -172,7 +172,7 @@ async def test_searchable_by_text_before_embeddings_then_filled(
 async def test_cancel_takes_effect_fast_and_leaves_consistent_rows(
     app: App, local_embedder: Embedder, tmp_path: Path, project_id: str
 ) -> None:
-    repo = make_python_repo(tmp_path / "repo", 200)
+    repo = make_python_repo(tmp_path / "repo", 60)
     project, pool = await _project(app, project_id)
     embedding = asyncio.Event()
 
