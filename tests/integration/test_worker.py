@@ -160,3 +160,22 @@ async def test_missed_notify_still_cancels_through_the_heartbeat(app: App, tmp_p
     assert row["id"] not in app.worker.running
     final = await queries.get(pool, row["id"])
     assert final is not None and final["status"] == "cancelled"
+
+
+async def test_back_to_back_jobs_start_by_notify_not_by_poll(app: App, tmp_path: Path, project_id: str) -> None:
+    pool = await _pool(app, project_id)
+    app.settings.worker_poll_interval_seconds = 120  # the safety-net poll must not be what starts jobs
+    repo = make_python_repo(tmp_path / "repo", 200)
+    for _ in range(4):
+        row, created = await queries.create(
+            pool, IndexingJobCreate(repo_path=str(repo), repo_name="repo", project_id=project_id)
+        )
+        assert created
+        await _wait_status(pool, row["id"], "running", within=5)
+        assert await queries.request_cancel(pool, row["id"]) is not None
+        await _wait_status(pool, row["id"], "cancelled", within=5)
+        assert app.worker is not None
+        deadline = time.monotonic() + 5
+        while row["id"] in app.worker.running:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
