@@ -45,9 +45,7 @@ class IndexingJobStatus(StrEnum):
 TERMINAL_STATUSES: frozenset[IndexingJobStatus] = frozenset(
     {IndexingJobStatus.COMPLETED, IndexingJobStatus.FAILED, IndexingJobStatus.CANCELLED}
 )
-ACTIVE_STATUSES: frozenset[IndexingJobStatus] = frozenset(
-    {IndexingJobStatus.PENDING, IndexingJobStatus.RUNNING}
-)
+ACTIVE_STATUSES: frozenset[IndexingJobStatus] = frozenset({IndexingJobStatus.PENDING, IndexingJobStatus.RUNNING})
 
 
 class RecordLike(Protocol):
@@ -72,9 +70,7 @@ class IndexingJobCreate(BaseModel):
         "stored resolved (symlinks followed).",
         examples=["/home/alice/projects/app"],
     )
-    repo_name: str = Field(
-        min_length=1, max_length=255, description="Human-readable repository name, e.g. 'app'."
-    )
+    repo_name: str = Field(min_length=1, max_length=255, description="Human-readable repository name, e.g. 'app'.")
     project_id: str = Field(
         min_length=1, max_length=255, description="Project (workspace) the repository is indexed into."
     )
@@ -126,13 +122,9 @@ class IndexingJobProgress(BaseModel):
     error_traceback: str | None = Field(default=None, description="Traceback of the failure, for debugging.")
     created_at: datetime = Field(description="When the job was submitted.")
     started_at: datetime | None = Field(default=None, description="When a worker began the job.")
-    completed_at: datetime | None = Field(
-        default=None, description="When the job finished (completed or failed)."
-    )
+    completed_at: datetime | None = Field(default=None, description="When the job finished (completed or failed).")
     cancelled_at: datetime | None = Field(default=None, description="When cancellation was requested.")
-    repository_id: UUID | None = Field(
-        default=None, description="Repository the job indexes into, once it is known."
-    )
+    repository_id: UUID | None = Field(default=None, description="Repository the job indexes into, once it is known.")
     repo_path: str = Field(description="Resolved absolute path of the repository directory.")
     repo_name: str = Field(description="Human-readable repository name.")
     project_id: str = Field(description="Project (workspace) the repository is indexed into.")

@@ -52,9 +52,7 @@ def validate_repo_path(raw: str, *, allowed_roots: Sequence[Path | str] = ()) ->
     _reject_windows_forms(raw)
     if not raw.startswith("/"):
         hint = " ('~' is not expanded)" if raw.startswith("~") else ""
-        raise RepoPathError(
-            f"repo_path must be absolute, got {raw!r}{hint}; pass the full path, e.g. {_POSIX_EXAMPLE}"
-        )
+        raise RepoPathError(f"repo_path must be absolute, got {raw!r}{hint}; pass the full path, e.g. {_POSIX_EXAMPLE}")
     named_roots = [_absolute_root(root) for root in allowed_roots]
     roots = [root.resolve() for root in named_roots]
     # '..' is already rejected, so normpath only folds '.' segments and repeated slashes.
@@ -77,9 +75,7 @@ def _reject_control_characters(raw: str) -> None:
         raise RepoPathError(f"repo_path contains a NUL byte at position {raw.index(chr(0))}")
     for position, char in enumerate(raw):
         if unicodedata.category(char) == "Cc":
-            raise RepoPathError(
-                f"repo_path contains control characters (U+{ord(char):04X} at position {position})"
-            )
+            raise RepoPathError(f"repo_path contains control characters (U+{ord(char):04X} at position {position})")
 
 
 def _reject_traversal(raw: str) -> None:
@@ -106,8 +102,7 @@ def _decoded_forms(raw: str) -> Iterator[str]:
         form = decoded
         yield form
     raise RepoPathError(
-        f"repo_path {raw!r} is percent-encoded more than {_MAX_DECODE_ROUNDS} levels deep; "
-        "pass the plain, decoded path"
+        f"repo_path {raw!r} is percent-encoded more than {_MAX_DECODE_ROUNDS} levels deep; pass the plain, decoded path"
     )
 
 
@@ -180,9 +175,7 @@ def _resolve_components(raw: str, lexical: Path, *, check_links: bool) -> tuple[
                 f"repo_path {raw!r} does not exist (symlink {candidate} points to a missing target)"
             ) from None
         except (OSError, RuntimeError) as error:  # RuntimeError: symlink loop on Python 3.11
-            raise RepoPathError(
-                f"repo_path {raw!r}: symlink {candidate} cannot be resolved ({error})"
-            ) from None
+            raise RepoPathError(f"repo_path {raw!r}: symlink {candidate} cannot be resolved ({error})") from None
         if check_links and not target.is_relative_to(current):
             raise RepoPathError(
                 f"repo_path {raw!r}: symlink {candidate} -> {target} escapes its parent directory "
