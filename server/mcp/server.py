@@ -33,6 +33,7 @@ from server.mcp.models import (
     StartIndexingResult,
     WorkingDirectoryResult,
 )
+from server.mcp.search_tool import register_search_tool
 from server.projects import ProjectConfigError, Resolved
 
 T = TypeVar("T")
@@ -100,6 +101,14 @@ def build_server(app: App, *, manage_app: bool = True) -> FastMCP:
         assert app.cluster is not None
         return await app.cluster.pool(project.database_name)
 
+    # job id → its project: jobs never move, so a hit saves scanning every project
+    job_projects: dict[uuid.UUID, Project] = {}
+
+    def remember(job_id: uuid.UUID, project: Project) -> None:
+        if len(job_projects) >= 10_000:
+            job_projects.pop(next(iter(job_projects)))
+        job_projects[job_id] = project
+
     async def find_job(
         ctx: Context | None, job_id: uuid.UUID, project_id: str | None
     ) -> tuple[Project, asyncpg.Record]:
@@ -107,14 +116,26 @@ def build_server(app: App, *, manage_app: bool = True) -> FastMCP:
         candidates: list[Project] = []
         if project_id is not None:
             candidates = [(await resolve(ctx, project_id)).project]
-        else:
+        elif (known := job_projects.get(job_id)) is not None:
+            candidates = [known]
+        if project_id is None:
             with suppress(UnknownProjectError):
-                candidates.append((await resolve(ctx, None)).project)
-            candidates += [p for p in await app.registry.list_projects() if p not in candidates]
+                resolved = (await resolve(ctx, None)).project
+                if resolved not in candidates:
+                    candidates.append(resolved)
         for project in candidates:
             row = await queries.get(await pool_of(project), job_id)
             if row is not None:
+                remember(job_id, project)
                 return project, row
+        if project_id is None:
+            for project in await app.registry.list_projects():
+                if project in candidates:
+                    continue
+                row = await queries.get(await pool_of(project), job_id)
+                if row is not None:
+                    remember(job_id, project)
+                    return project, row
         where = f"project {project_id!r}" if project_id else "any project"
         raise ToolError(f"job {job_id} not found in {where}")
 
@@ -184,6 +205,7 @@ def build_server(app: App, *, manage_app: bool = True) -> FastMCP:
                 repo_path=str(path), repo_name=path.name, project_id=res.project.id, force_reindex=force_reindex
             )
             row, created = await queries.create(await pool_of(res.project), job)
+            remember(row["id"], res.project)
             if app.worker is not None:
                 app.worker.wake(res.project.database_name)
             status = IndexingJobStatus(row["status"])
@@ -297,6 +319,7 @@ def build_server(app: App, *, manage_app: bool = True) -> FastMCP:
 
         return await _guard(run())
 
+    register_search_tool(mcp, app)
     return mcp
 
 

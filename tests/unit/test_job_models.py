@@ -310,17 +310,12 @@ def test_out_of_range_values_are_rejected(field: str, value: object) -> None:
 
 @pytest.mark.parametrize("percentage", [0, 100])
 def test_progress_bounds_are_inclusive(percentage: int) -> None:
-    assert (
-        IndexingJobProgress.from_record(_row(progress_percentage=percentage)).progress_percentage
-        == percentage
-    )
+    assert IndexingJobProgress.from_record(_row(progress_percentage=percentage)).progress_percentage == percentage
 
 
 @pytest.mark.parametrize("status", list(IndexingJobStatus))
 def test_is_terminal_follows_status(status: IndexingJobStatus) -> None:
-    assert IndexingJobProgress.from_record(_row(status=status.value)).is_terminal is (
-        status in TERMINAL_STATUSES
-    )
+    assert IndexingJobProgress.from_record(_row(status=status.value)).is_terminal is (status in TERMINAL_STATUSES)
 
 
 @pytest.mark.parametrize("model", [IndexingJobCreate, IndexingJobProgress])

@@ -353,9 +353,7 @@ def test_symlink_leaving_the_allowed_roots_is_rejected(tmp_path: Path) -> None:
     root = _mkdir(tmp_path / "root")
     _mkdir(tmp_path / "secret")
     (root / "app").symlink_to(tmp_path / "secret")
-    with pytest.raises(
-        RepoPathError, match=r"symlink .*app leads to .*secret, which escapes the allowed roots"
-    ):
+    with pytest.raises(RepoPathError, match=r"symlink .*app leads to .*secret, which escapes the allowed roots"):
         validate_repo_path(str(root / "app"), allowed_roots=[root])
 
 

@@ -1,0 +1,62 @@
+"""The `search_code` MCP tool."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastmcp import Context, FastMCP
+from fastmcp.exceptions import ToolError
+from pydantic import Field
+
+from server.app import App
+from server.db.names import InvalidNameError
+from server.db.registry import UnknownProjectError
+from server.projects import ProjectConfigError
+from server.search.engine import MAX_CONTEXT_LINES, MAX_LIMIT, CodeSearch, SearchError, SearchRequest
+from server.search.models import SearchResponse
+
+_CLEAR_ERRORS = (SearchError, UnknownProjectError, InvalidNameError, ProjectConfigError)
+
+
+def register_search_tool(mcp: FastMCP, app: App) -> None:
+    engine = CodeSearch(app)
+
+    @mcp.tool
+    async def search_code(
+        query: Annotated[
+            str,
+            Field(
+                description='What to find: a description in plain words ("where do we retry failed HTTP '
+                'requests") or an identifier (`IndexingJobCreate`, `parse_config`, `Foo.bar`), whose '
+                "definition then comes first"
+            ),
+        ],
+        project_id: Annotated[str | None, Field(description="Project; default: resolved from the session")] = None,
+        repository: Annotated[str | None, Field(description="Only this repository (its name or id)")] = None,
+        language: Annotated[str | None, Field(description="Only this language, e.g. python, typescript")] = None,
+        path_glob: Annotated[
+            str | None,
+            Field(
+                description="Only files whose repository-relative path matches, e.g. `src/**/*.py`; `*` stays "
+                "within one folder, `**` spans folders, a pattern without `/` matches the file name anywhere"
+            ),
+        ] = None,
+        limit: Annotated[int, Field(ge=1, le=MAX_LIMIT, description="Number of results")] = 10,
+        context_lines: Annotated[
+            int, Field(ge=0, le=MAX_CONTEXT_LINES, description="Lines of context above and below each result")
+        ] = 2,
+        ctx: Context | None = None,
+    ) -> SearchResponse:
+        """Search indexed code by meaning and by name (vectors and full text, blended)."""
+        request = SearchRequest(query, project_id, repository, language, path_glob, limit, context_lines)
+        try:
+            return await engine.search(request, session_key=_session_key(ctx))
+        except _CLEAR_ERRORS as exc:
+            raise ToolError(str(exc)) from exc
+
+
+def _session_key(ctx: Context | None) -> str | None:
+    # The server's rule, shared; imported here because server.mcp.server imports this module.
+    from server.mcp.server import session_key
+
+    return session_key(ctx)
