@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 FILES_PER_BATCH = 128
 EMBED_BATCH = 128
+WRITERS = 2  # concurrent batch writes (each on its own connection)
 _INLINE_LIMIT = 64  # fewer changed files than this: no worker processes needed
 
 
@@ -268,34 +269,49 @@ async def _chunk_and_store(
     # Keep at most a few batches in flight so memory stays bounded and cancel is prompt.
     in_flight = max(2, (os.cpu_count() or 1) * 2)
     futures: list[asyncio.Future[list[FileRecord | tuple[str, str]]]] = []
+    writes: set[asyncio.Task[None]] = set()
     next_batch = 0
     done_files = 0
     mtimes = {j.file.rel_path: j.file.mtime_ns for j in jobs}
+
+    async def write(prepared: list[FileRecord | tuple[str, str]]) -> None:
+        nonlocal done_files
+        records = [r for r in prepared if isinstance(r, FileRecord)]
+        same = [r[1] for r in prepared if isinstance(r, tuple) and r[0] == "same"]
+        for r in prepared:
+            if isinstance(r, tuple) and r[0] != "same":
+                result.files_skipped[r[0]] = result.files_skipped.get(r[0], 0) + 1
+        async with pool.acquire() as conn:
+            written = await store.replace_files(conn, repo_id, records)  # not `+= await`: writers interleave
+            await store.touch_files(conn, [known[p].id for p in same], [mtimes[p] for p in same])
+        result.chunks_created += written
+        result.files_indexed += len(records)
+        result.files_unchanged += len(same)
+        done_files += len(prepared)
+        pct = 10 + int(40 * done_files / max(total, 1))
+        await report(result.progress(pct, f"Chunked {done_files}/{total} files", "chunking"))
+
     try:
         while next_batch < len(batches) or futures:
             while next_batch < len(batches) and len(futures) < in_flight:
                 futures.append(loop.run_in_executor(executor, _prepare, batches[next_batch], max_file_size))
                 next_batch += 1
             prepared = await futures.pop(0)
-            records = [r for r in prepared if isinstance(r, FileRecord)]
-            same = [r[1] for r in prepared if isinstance(r, tuple) and r[0] == "same"]
-            for r in prepared:
-                if isinstance(r, tuple) and r[0] != "same":
-                    result.files_skipped[r[0]] = result.files_skipped.get(r[0], 0) + 1
-            async with pool.acquire() as conn:
-                result.chunks_created += await store.replace_files(conn, repo_id, records)
-                await store.touch_files(conn, [known[p].id for p in same], [mtimes[p] for p in same])
-            result.files_indexed += len(records)
-            result.files_unchanged += len(same)
-            done_files += len(prepared)
-            await report(
-                result.progress(
-                    10 + int(40 * done_files / max(total, 1)), f"Chunked {done_files}/{total} files", "chunking"
-                )
-            )
+            # Two writers: while one batch's COPY runs, the next one is already on its way.
+            if len(writes) >= WRITERS:
+                done, _ = await asyncio.wait(writes, return_when=asyncio.FIRST_COMPLETED)
+                writes -= done
+                for task in done:
+                    task.result()
+            writes.add(asyncio.create_task(write(prepared)))
+        if writes:
+            await asyncio.gather(*writes)
     finally:
         for fut in futures:
             fut.cancel()
+        for task in writes:
+            task.cancel()
+        await asyncio.gather(*writes, return_exceptions=True)
 
 
 async def _embed_missing(

@@ -211,3 +211,13 @@ async def test_switching_embedder_is_refused(app: App, tmp_path: Path, project_i
     app.registry.embedder_name = "ollama:other-model"
     with pytest.raises(EmbedderMismatchError, match="vectors cannot be mixed"):
         await app.index(project, make_python_repo(tmp_path / "repo", 1))
+
+
+async def test_counters_match_the_database_across_concurrent_batch_writes(
+    app: App, tmp_path: Path, project_id: str
+) -> None:
+    repo = make_python_repo(tmp_path / "repo", 400)  # several batches, written concurrently
+    _, pool = await _project(app, project_id)
+    result = await index_repository(repo, "repo", pool, None)
+    assert result.files_indexed == 401 == await pool.fetchval("SELECT count(*) FROM files")
+    assert result.chunks_created == await pool.fetchval("SELECT count(*) FROM chunks")
