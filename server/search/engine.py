@@ -8,10 +8,11 @@ computes for every candidate the signal its side did not provide. They are then 
     text_rank = Σ over query terms of idf(term)·ts_rank(tsv, term)
 
 Measured with bench/search_bench.py (600 docstring → function queries over 10,780 chunks of
-django, sqlalchemy and sympy, docstrings removed from the index): MRR@10 full text 0.376, vectors
-0.387, reciprocal-rank fusion 0.415, blend 0.475 at w = 0.85 (also the weight chosen when tuned
-leave-one-library-out). IDF comes from PostgreSQL's statistics of the tsv column; without it
-(one ts_rank_cd over all terms) full text alone scored 0.05–0.14.
+django, sqlalchemy and sympy, docstrings removed from the index, full-text budget scaled to a
+133K-chunk corpus): MRR@10 full text 0.317 (0.358 with the text-only budget), vectors 0.386,
+reciprocal-rank fusion 0.393, blend 0.474 at w = 0.85 (the weight also chosen leave-one-library-
+out). IDF comes from PostgreSQL's statistics of the tsv column; without it (one ts_rank_cd over
+all terms) full text alone scored 0.05 and the best blend 0.418.
 
 Chunks without a vector yet are found by full text only; their missing cosine is interpolated
 between the weakest and the best vector candidate's by their normalised text rank, so the best
@@ -50,8 +51,9 @@ VECTOR_WEIGHT = 0.85
 VECTOR_CANDIDATES = 60  # 50, 80 and 120 measured within 0.002 MRR of each other
 TEXT_CANDIDATES = 60
 IDENTIFIER_CANDIDATES = 50
-TEXT_MATCH_BUDGET = 2_000  # rows whose tsvector is ranked, by the planner's estimate
-TEXT_MATCH_CAP = 2 * TEXT_MATCH_BUDGET  # hard stop when even the rarest terms are everywhere
+TEXT_MATCH_BUDGET = 1_000  # rows whose tsvector is ranked, by the planner's estimate ...
+TEXT_ONLY_MATCH_BUDGET = 3_000  # ... and when full text works alone (no query embedding, no HNSW)
+TEXT_MATCH_CAP_FACTOR = 2  # hard stop at this many times the budget (estimates can be low)
 IDENTIFIER_MATCH_BUDGET = 5_000  # rows checked for a symbol match; beyond it the name is too common
 RANK_TERMS = 10  # query terms taking part in ranking, highest IDF first
 # ts_rank normalization flags: raw ranks (0) beat dividing by 1 + log(length) (1) alone and tie in
@@ -199,13 +201,11 @@ class TextPlan:
     terms: list[str]  # every query term, as a tsquery each ...
     idf: list[float]  # ... and its BM25 inverse document frequency
     estimated_rows: float
-    match_terms: frozenset[str] = frozenset()  # the terms in match_query; empty: all of them
+    budget: int = TEXT_MATCH_BUDGET
 
-    def weighted(self, *, matching_only: bool = False) -> list[tuple[float, str]]:
+    def weighted(self) -> list[tuple[float, str]]:
         """(idf, term) pairs to rank with, highest IDF first, at most RANK_TERMS."""
-        keep = self.match_terms if matching_only and self.match_terms else None
-        pairs = [(w, t) for w, t in zip(self.idf, self.terms, strict=True) if keep is None or t in keep]
-        return sorted(pairs, reverse=True)[:RANK_TERMS]
+        return sorted(zip(self.idf, self.terms, strict=True), reverse=True)[:RANK_TERMS]
 
 
 def _quote(token: str) -> str:
@@ -226,12 +226,12 @@ def plan_text_query(tokens: Sequence[str], stats: TermStats | None, budget: int 
         return None
     terms = [_quote(t) for t in tokens]
     if stats is None or stats.rows <= 0:
-        return TextPlan(" | ".join(terms), terms, [1.0] * len(terms), 0.0)
+        return TextPlan(" | ".join(terms), terms, [1.0] * len(terms), 0.0, budget=budget)
     # Unlisted terms: half the smallest listed share, as PostgreSQL's own estimator assumes.
     share = {t: stats.freq.get(t, stats.floor / 2) for t in tokens}
     idf = [_idf(share[t], stats.rows) for t in tokens]
     if stats.rows <= budget:
-        return TextPlan(" | ".join(terms), terms, idf, stats.rows)
+        return TextPlan(" | ".join(terms), terms, idf, stats.rows, budget=budget)
     ordered = sorted(tokens, key=lambda t: share[t])
     chosen: list[str] = []
     total = 0.0
@@ -242,7 +242,7 @@ def plan_text_query(tokens: Sequence[str], stats: TermStats | None, budget: int 
         chosen.append(token)
         total += rows
     if total <= budget:
-        return TextPlan(" | ".join(map(_quote, chosen)), terms, idf, total, frozenset(map(_quote, chosen)))
+        return TextPlan(" | ".join(map(_quote, chosen)), terms, idf, total, budget)
     together: list[str] = []
     estimate = stats.rows
     for token in ordered:
@@ -250,7 +250,7 @@ def plan_text_query(tokens: Sequence[str], stats: TermStats | None, budget: int 
         estimate *= share[token]
         if estimate <= budget:
             break
-    return TextPlan(" & ".join(map(_quote, together)), terms, idf, estimate, frozenset(map(_quote, together)))
+    return TextPlan(" & ".join(map(_quote, together)), terms, idf, estimate, budget)
 
 
 def plan_identifier(identifier: str | None, stats: TermStats | None) -> str | None:
@@ -389,12 +389,12 @@ def build_candidate_sql(
     norm = params.add(normalization) if text else None
     placeholders: dict[str, tuple[str, str]] = {}
 
-    def rank(tsv: str, *, matching_only: bool = False) -> str:
+    def rank(tsv: str) -> str:
         """Σ idf(term)·ts_rank(tsv, term): ts_rank saturates repeats and weighs symbol > path > body.
         Each term is parsed once (an InitPlan), not once per row."""
         assert text is not None
         parts = []
-        for w, t in text.weighted(matching_only=matching_only):
+        for w, t in text.weighted():
             if t not in placeholders:
                 placeholders[t] = (params.add(w), params.add(t))
             pw, pt = placeholders[t]
@@ -410,13 +410,16 @@ def build_candidate_sql(
                 ORDER BY c.embedding <=> {qvec} LIMIT {params.add(vector_candidates)})"""
         )
     # When even the rarest terms are everywhere they cannot pick candidates worth ranking; vectors can.
-    if text and (qvec is None or text.estimated_rows <= TEXT_MATCH_BUDGET):
+    if text and (qvec is None or text.estimated_rows <= text.budget):
+        match = params.add(text.match_query)
+        # Each rank call reads (detoasts) the row's tsvector again: one plain ts_rank on the rare terms
+        # picks the candidates, and only they get the per-term IDF rank below.
         ctes.append(
             f"""lex AS MATERIALIZED (
-                SELECT m.id, {rank("m.tsv", matching_only=True)} AS rank
+                SELECT m.id, ts_rank(m.tsv, (SELECT to_tsquery('simple', {match}::text)), {norm}) AS rank
                 FROM (SELECT c.id, c.tsv FROM chunks c{join}
-                      WHERE c.tsv @@ to_tsquery('simple', {params.add(text.match_query)}) AND {where}
-                      LIMIT {params.add(TEXT_MATCH_CAP)}) m
+                      WHERE c.tsv @@ to_tsquery('simple', {match}::text) AND {where}
+                      LIMIT {params.add(TEXT_MATCH_CAP_FACTOR * text.budget)}) m
                 ORDER BY rank DESC LIMIT {params.add(text_candidates)})"""
         )
     if identifier and identifier_query:
@@ -576,7 +579,9 @@ async def fetch_candidates(
         return []
     # A LIMIT over a common term tempts the planner into a sequential scan that evaluates `@@` on
     # every row's (toasted) tsvector; every access path here has an index, so forbid that.
-    settings = ["SET LOCAL enable_seqscan = off"]
+    # Plans must see the actual filter and vector: a generic plan cannot tell a selective path glob
+    # (exact search over few rows) from a broad one (HNSW).
+    settings = ["SET LOCAL enable_seqscan = off", "SET LOCAL plan_cache_mode = force_custom_plan"]
     if vector is not None:
         settings.append(f"SET LOCAL hnsw.ef_search = {max(HNSW_MIN_EF_SEARCH, int(vector_candidates))}")
         if filters.any:  # filters make HNSW skip rows: keep scanning until enough pass (pgvector ≥ 0.8)
@@ -735,7 +740,8 @@ class CodeSearch:
             mode: SearchMode = "hybrid" if vector is not None else "text_only"
             identifier = identifier_of(req.query)
             stats = await self.term_stats(project, conn)
-            plan = plan_text_query(query_tokens(req.query), stats)
+            budget = TEXT_MATCH_BUDGET if vector is not None else TEXT_ONLY_MATCH_BUDGET
+            plan = plan_text_query(query_tokens(req.query), stats, budget)
             filters = Filters(
                 repository_ids=[r.id for r in chosen] if len(chosen) < len(repositories) else None,
                 language=req.language,

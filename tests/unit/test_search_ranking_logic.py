@@ -136,7 +136,7 @@ def test_small_tables_match_on_every_term() -> None:
 
 def test_common_terms_only_rank_rows_found_by_rare_ones() -> None:
     stats = TermStats(rows=100_000, freq={"the": 0.6, "http": 0.03, "failed": 0.012}, floor=0.008)
-    plan = plan_text_query(["where", "the", "retry", "failed", "http"], stats)
+    plan = plan_text_query(["where", "the", "retry", "failed", "http"], stats, budget=2_000)
     assert plan is not None
     # unlisted terms (where, retry) are estimated at floor/2 = 400 rows each, failed at 1,200
     assert plan.match_query == "'where' | 'retry' | 'failed'"
