@@ -88,10 +88,9 @@ async def _index(args: argparse.Namespace, settings: Settings) -> int:
     app = App(settings)
     await app.start(workers=False)
     try:
-        resolved = await app.resolver.resolve(args.project, None, create=True)
-        if args.project is None:
+        if args.project is None:  # the repository's .codebase-mcp/config.json, else the default
             app.resolver.set_working_directory("cli", path, process_wide=True)
-            resolved = await app.resolver.resolve(None, "cli", create=True)
+        resolved = await app.resolver.resolve(args.project, "cli", create=True)
         with Progress(
             TextColumn("[bold]{task.fields[phase]:<10}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
             TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
