@@ -5,17 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastmcp import Context, FastMCP
-from fastmcp.exceptions import ToolError
 from pydantic import Field
 
 from server.app import App
-from server.db.names import InvalidNameError
-from server.db.registry import UnknownProjectError
-from server.projects import ProjectConfigError
-from server.search.engine import MAX_CONTEXT_LINES, MAX_LIMIT, CodeSearch, SearchError, SearchRequest
+from server.mcp.errors import guard, session_key
+from server.search.engine import MAX_CONTEXT_LINES, MAX_LIMIT, CodeSearch, SearchRequest
 from server.search.models import SearchResponse
-
-_CLEAR_ERRORS = (SearchError, UnknownProjectError, InvalidNameError, ProjectConfigError)
 
 
 def register_search_tool(mcp: FastMCP, app: App) -> None:
@@ -49,14 +44,4 @@ def register_search_tool(mcp: FastMCP, app: App) -> None:
     ) -> SearchResponse:
         """Search indexed code by meaning and by name (vectors and full text, blended)."""
         request = SearchRequest(query, project_id, repository, language, path_glob, limit, context_lines)
-        try:
-            return await engine.search(request, session_key=_session_key(ctx))
-        except _CLEAR_ERRORS as exc:
-            raise ToolError(str(exc)) from exc
-
-
-def _session_key(ctx: Context | None) -> str | None:
-    # The server's rule, shared; imported here because server.mcp.server imports this module.
-    from server.mcp.server import session_key
-
-    return session_key(ctx)
+        return await guard(engine.search(request, session_key=session_key(ctx)))

@@ -13,17 +13,17 @@ from typing import Annotated, Any, TypeVar
 import asyncpg
 from fastmcp import Context, FastMCP
 from fastmcp.exceptions import ToolError
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from server import __version__
 from server.app import App
 from server.db.cluster import database_of
-from server.db.names import InvalidNameError
-from server.db.registry import EmbedderMismatchError, Project, UnknownProjectError
-from server.indexer.pipeline import Progress, RepositoryTooLargeError
+from server.db.registry import Project, UnknownProjectError
+from server.indexer.pipeline import Progress
 from server.jobs import queries
 from server.jobs.models import IndexingJobCreate, IndexingJobProgress, IndexingJobStatus
-from server.jobs.paths import RepoPathError, validate_repo_path
+from server.jobs.paths import validate_repo_path
+from server.mcp.errors import guard, session_key
 from server.mcp.models import (
     CancelResult,
     DatabaseHealth,
@@ -34,7 +34,7 @@ from server.mcp.models import (
     WorkingDirectoryResult,
 )
 from server.mcp.search_tool import register_search_tool
-from server.projects import ProjectConfigError, Resolved
+from server.projects import Resolved
 
 T = TypeVar("T")
 WATCH_RESYNC_SECONDS = 15.0
@@ -44,39 +44,12 @@ Semantic code search over local repositories. Index a repository once
 (start_indexing_background for large ones, then watch_indexing or get_indexing_status),
 then use search_code. Call set_working_directory first so the right project is used."""
 
-_CLEAR_ERRORS = (
-    InvalidNameError, UnknownProjectError, ProjectConfigError, RepoPathError, EmbedderMismatchError,
-    RepositoryTooLargeError,
-)  # fmt: skip
-
-
-async def _guard(call: Awaitable[T]) -> T:
-    """Turn expected failures into clear tool errors (other errors are masked)."""
-    try:
-        return await call
-    except ToolError:
-        raise
-    except _CLEAR_ERRORS as exc:
-        raise ToolError(str(exc)) from exc
-    except ValidationError as exc:
-        details = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in exc.errors())
-        raise ToolError(details) from exc
-
 
 def _job_uuid(job_id: str) -> uuid.UUID:
     try:
         return uuid.UUID(job_id.strip())
     except (ValueError, AttributeError) as exc:
         raise ToolError(f"invalid job_id {job_id!r}: expected a UUID like 3f2b8c1e-...") from exc
-
-
-def session_key(ctx: Context | None) -> str | None:
-    if ctx is None:
-        return None
-    try:
-        return ctx.session_id
-    except RuntimeError:
-        return None
 
 
 def build_server(app: App, *, manage_app: bool = True) -> FastMCP:
@@ -186,7 +159,7 @@ def build_server(app: App, *, manage_app: bool = True) -> FastMCP:
                 config_path=str(res.config_path) if res.config_path else None,
             )
 
-        return await _guard(run())
+        return await guard(run())
 
     # -- background indexing ----------------------------------------------------------------
     @mcp.tool
@@ -219,7 +192,7 @@ def build_server(app: App, *, manage_app: bool = True) -> FastMCP:
                 database_name=res.project.database_name, coalesced=not created,
             )  # fmt: skip
 
-        return await _guard(run())
+        return await guard(run())
 
     @mcp.tool
     async def get_indexing_status(
@@ -233,7 +206,7 @@ def build_server(app: App, *, manage_app: bool = True) -> FastMCP:
             _, row = await find_job(ctx, _job_uuid(job_id), project_id)
             return IndexingJobProgress.from_record(row)
 
-        return await _guard(run())
+        return await guard(run())
 
     @mcp.tool
     async def cancel_indexing_background(
@@ -254,7 +227,7 @@ def build_server(app: App, *, manage_app: bool = True) -> FastMCP:
                 message="Cancelled; the worker is told by NOTIFY and stops at once",
             )
 
-        return await _guard(run())
+        return await guard(run())
 
     @mcp.tool
     async def list_indexing_jobs(
@@ -270,7 +243,7 @@ def build_server(app: App, *, manage_app: bool = True) -> FastMCP:
             rows = await queries.list_jobs(await pool_of(res.project), status=status, limit=limit)
             return JobList(project_id=res.project.id, jobs=[IndexingJobProgress.from_record(r) for r in rows])
 
-        return await _guard(run())
+        return await guard(run())
 
     @mcp.tool
     async def watch_indexing(job_id: str, ctx: Context, project_id: str | None = None) -> IndexingJobProgress:
@@ -280,7 +253,7 @@ def build_server(app: App, *, manage_app: bool = True) -> FastMCP:
             project, _ = await find_job(ctx, _job_uuid(job_id), project_id)
             return await watch_job(app, project, _job_uuid(job_id), report=ctx.report_progress)
 
-        return await _guard(run())
+        return await guard(run())
 
     @mcp.resource("indexing-job://{job_id}", mime_type="application/json")
     async def indexing_job_resource(job_id: str) -> str:
@@ -317,7 +290,7 @@ def build_server(app: App, *, manage_app: bool = True) -> FastMCP:
                 duration_seconds=round(result.duration_seconds, 3),
             )  # fmt: skip
 
-        return await _guard(run())
+        return await guard(run())
 
     register_search_tool(mcp, app)
     return mcp
