@@ -33,6 +33,8 @@ async def _init_vector(conn: asyncpg.Connection) -> None:
     from pgvector.asyncpg import register_vector
 
     await register_vector(conn)
+    # Chunks' full text is built by the indexer and sent as a binary tsvector (server/indexer/fulltext.py).
+    await conn.set_type_codec("tsvector", schema="pg_catalog", encoder=bytes, decoder=bytes, format="binary")
 
 
 class Cluster:

@@ -28,6 +28,8 @@ import numpy as np
 from server.embeddings.base import Embedder
 from server.indexer import store
 from server.indexer.chunker import chunk_file
+from server.indexer.fulltext import tsvector_binary
+from server.indexer.roles import Role, classify
 from server.indexer.scanner import DEFAULT_MAX_FILE_SIZE, load_file, scan_repository
 from server.indexer.store import ChunkRow, FileRecord
 from server.indexer.tokens import code_tokens
@@ -37,6 +39,9 @@ log = logging.getLogger(__name__)
 
 FILES_PER_BATCH = 128
 EMBED_BATCH = 128
+# Version of what a stored chunk holds (tokens, full text, roles, vectors). Files indexed with an
+# older format are chunked again; bump it whenever chunks of unchanged files would differ.
+INDEX_FORMAT = 2
 WRITERS = 2  # concurrent batch writes (each on its own connection)
 _INLINE_LIMIT = 64  # fewer changed files than this: no worker processes needed
 
@@ -91,6 +96,46 @@ def _path_tokens(rel_path: str) -> str:
     return code_tokens(rel_path.replace("/", " ").replace(".", " "))
 
 
+def embedding_text(rel_path: str, symbol: str | None, content: str) -> str:
+    """What the transformer reads for a chunk: a path + qualified-symbol header, then the code."""
+    return f"{rel_path} {symbol}\n{content}" if symbol else f"{rel_path}\n{content}"
+
+
+_NON_DEFINITIONS = frozenset({"module", "section", "window"})
+_ROLE_PRIORITY = {"code": 0, "test": 2, "docs": 3}
+
+
+def embed_priority(role: Role, kind: str) -> int:
+    """Transformer queue order: implementation definitions, other code, tests, docs."""
+    return _ROLE_PRIORITY[role] + (1 if role == "code" and kind in _NON_DEFINITIONS else 0)
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _chunk_rows(rel_path: str, text: str, language: str, role: Role) -> list[ChunkRow]:
+    path_tokens = _path_tokens(rel_path)
+    rows = []
+    for c in chunk_file(text, language, rel_path):
+        rows.append(
+            ChunkRow(
+                start_line=c.start_line,
+                end_line=c.end_line,
+                symbol=c.symbol,
+                kind=c.kind,
+                language=c.language,
+                content=c.content,
+                content_hash=_sha256(c.content),
+                role=role,
+                tsv=tsvector_binary(code_tokens(c.symbol) if c.symbol else "", path_tokens, code_tokens(c.content)),
+                embed_hash=_sha256(embedding_text(rel_path, c.symbol, c.content)),
+                embed_priority=embed_priority(role, c.kind),
+            )
+        )
+    return rows
+
+
 def _prepare(jobs: Sequence[_Job], max_size: int) -> list[FileRecord | tuple[str, str]]:
     """Read, hash and chunk files. Unchanged content → ("same", rel_path); unreadable → (reason, rel)."""
     out: list[FileRecord | tuple[str, str]] = []
@@ -102,23 +147,7 @@ def _prepare(jobs: Sequence[_Job], max_size: int) -> list[FileRecord | tuple[str
         if loaded.content_hash == job.known_hash:
             out.append(("same", job.file.rel_path))
             continue
-        language = loaded.language or "text"
-        path_tokens = _path_tokens(job.file.rel_path)
-        chunks = [
-            ChunkRow(
-                start_line=c.start_line,
-                end_line=c.end_line,
-                symbol=c.symbol,
-                kind=c.kind,
-                language=c.language,
-                content=c.content,
-                content_hash=hashlib.sha256(c.content.encode("utf-8", "surrogatepass")).hexdigest(),
-                symbol_tokens=code_tokens(c.symbol) if c.symbol else "",
-                path_tokens=path_tokens,
-                search_tokens=code_tokens(c.content),
-            )
-            for c in chunk_file(loaded.text, language, job.file.rel_path)
-        ]
+        role = classify(job.file.rel_path, loaded.language)
         out.append(
             FileRecord(
                 rel_path=job.file.rel_path,
@@ -127,7 +156,8 @@ def _prepare(jobs: Sequence[_Job], max_size: int) -> list[FileRecord | tuple[str
                 mtime_ns=job.file.mtime_ns,
                 language=loaded.language,
                 line_count=loaded.line_count,
-                chunks=chunks,
+                role=role,
+                chunks=_chunk_rows(job.file.rel_path, loaded.text, loaded.language or "text", role),
             )
         )
     return out
@@ -220,8 +250,9 @@ async def index_repository(
             "in .codebase-mcp/ignore"
         )
     async with pool.acquire() as conn:
-        repo_id = await store.ensure_repository(conn, str(root), name)
+        repo_id, stored_format = await store.ensure_repository(conn, str(root), name, INDEX_FORMAT)
         known = await store.known_files(conn, repo_id)
+    rechunk = force_reindex or stored_format < INDEX_FORMAT
     result = IndexResult(repository_id=repo_id, files_scanned=len(scan.files), files_skipped=dict(scan.skipped))
     await report(result.progress(10, f"Scanned {len(scan.files)} files", "scanning"))
 
@@ -229,10 +260,10 @@ async def index_repository(
     jobs: list[_Job] = []
     for f in scan.files:
         k = known.get(f.rel_path)
-        if k is not None and not force_reindex and not k.is_deleted and k.size == f.size and k.mtime_ns == f.mtime_ns:
+        if k is not None and not rechunk and not k.is_deleted and k.size == f.size and k.mtime_ns == f.mtime_ns:
             result.files_unchanged += 1
             continue
-        jobs.append(_Job(f, None if (k is None or force_reindex or k.is_deleted) else k.content_hash))
+        jobs.append(_Job(f, None if (k is None or rechunk or k.is_deleted) else k.content_hash))
 
     await _chunk_and_store(jobs, pool, repo_id, known, result, report, max_file_size)
 
@@ -247,7 +278,7 @@ async def index_repository(
 
     await report(result.progress(95, "Finalizing", "finalizing"))
     async with pool.acquire() as conn:
-        result.total_files, result.total_chunks = await store.finish_repository(conn, repo_id)
+        result.total_files, result.total_chunks = await store.finish_repository(conn, repo_id, INDEX_FORMAT)
     result.duration_seconds = time.monotonic() - started
     await report(result.progress(100, f"Indexed {result.files_indexed} files, {result.chunks_created} chunks", "done"))
     return result
@@ -317,32 +348,37 @@ async def _chunk_and_store(
 async def _embed_missing(
     pool: asyncpg.Pool, repo_id: uuid.UUID, embedder: Embedder, result: IndexResult, report: _Reporter
 ) -> None:
+    """Transformer vectors for every chunk still without one: cached texts first, then by priority
+    (implementation before tests and docs) and newest first within a priority."""
     async with pool.acquire() as conn:
         result.embedding_cache_hits = await store.fill_from_cache(conn, repo_id)
         todo = await store.count_unembedded(conn, repo_id)
+        priorities = await store.unembedded_priorities(conn, repo_id)
     await report(result.progress(50, f"Embedding {todo} chunks", "embedding"))
-    after = 0
     done = 0
-    while True:
-        async with pool.acquire() as conn:
-            rows = await store.next_unembedded(conn, repo_id, after, EMBED_BATCH)
-        if not rows:
-            break
-        after = rows[-1]["id"]
-        # Identical content inside the batch is embedded once (the cache key is the content hash).
-        unique: dict[str, str] = {}
-        for r in rows:
-            unique.setdefault(r["content_hash"], r["content"])
-        hashes = list(unique)
-        vectors = await embedder.embed([unique[h] for h in hashes])
-        by_hash = dict(zip(hashes, vectors, strict=True))
-        async with pool.acquire() as conn:
-            await store.store_embeddings(
-                conn,
-                [r["id"] for r in rows],
-                [r["content_hash"] for r in rows],
-                np.vstack([by_hash[r["content_hash"]] for r in rows]).astype(np.float32),
-            )
-        done += len(rows)
-        result.chunks_embedded += len(rows)
-        await report(result.progress(50 + int(40 * done / max(todo, 1)), f"Embedded {done}/{todo} chunks", "embedding"))
+    for priority in priorities:
+        below = 2**63 - 1
+        while True:
+            async with pool.acquire() as conn:
+                rows = await store.next_unembedded(conn, repo_id, priority, below, EMBED_BATCH)
+            if not rows:
+                break
+            below = rows[-1]["id"]
+            # Identical texts inside the batch are embedded once (the cache key is their hash).
+            unique: dict[str, str] = {}
+            for r in rows:
+                unique.setdefault(r["embed_hash"], embedding_text(r["rel_path"], r["symbol"], r["content"]))
+            hashes = list(unique)
+            vectors = await embedder.embed([unique[h] for h in hashes])
+            by_hash = dict(zip(hashes, vectors, strict=True))
+            async with pool.acquire() as conn:
+                await store.store_embeddings(
+                    conn,
+                    [r["id"] for r in rows],
+                    [r["embed_hash"] for r in rows],
+                    np.vstack([by_hash[r["embed_hash"]] for r in rows]).astype(np.float32),
+                )
+            done += len(rows)
+            result.chunks_embedded += len(rows)
+            pct = 50 + int(40 * done / max(todo, 1))
+            await report(result.progress(pct, f"Embedded {done}/{todo} chunks", "embedding"))

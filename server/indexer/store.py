@@ -12,6 +12,7 @@ import numpy.typing as npt
 from pgvector import Vector
 
 from server.db.cluster import Conn
+from server.indexer.roles import Role
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,7 @@ class FileRecord:
     mtime_ns: int
     language: str | None
     line_count: int
+    role: Role
     chunks: list[ChunkRow]
 
 
@@ -44,29 +46,34 @@ class ChunkRow:
     kind: str
     language: str
     content: str
-    content_hash: str
-    symbol_tokens: str
-    path_tokens: str
-    search_tokens: str
+    content_hash: str  # sha256 of `content`
+    role: Role
+    tsv: bytes  # binary tsvector (server/indexer/fulltext.py)
+    embed_hash: str  # sha256 of the text the transformer embeds
+    embed_priority: int  # transformer queue order, lower first
+    static_embedding: npt.NDArray[np.float32] | None = None
 
 
 _CHUNK_COLUMNS = (
-    "file_id", "repository_id", "start_line", "end_line", "symbol", "kind", "language", "content",
-    "content_hash", "symbol_tokens", "path_tokens", "search_tokens",
+    "file_id", "repository_id", "start_line", "end_line", "symbol", "kind", "language", "role", "content",
+    "content_hash", "tsv", "embed_hash", "embed_priority", "static_embedding",
 )  # fmt: skip
 
 
-async def ensure_repository(conn: Conn, root_path: str, name: str) -> uuid.UUID:
-    repo_id: uuid.UUID = await conn.fetchval(
+async def ensure_repository(conn: Conn, root_path: str, name: str, index_format: int) -> tuple[uuid.UUID, int]:
+    """The repository's id and the chunk format its files were indexed with (`index_format` if new)."""
+    row = await conn.fetchrow(
         """
-        INSERT INTO repositories (name, root_path) VALUES ($1, $2)
+        INSERT INTO repositories (name, root_path, index_format) VALUES ($1, $2, $3)
         ON CONFLICT (root_path) DO UPDATE SET name = EXCLUDED.name
-        RETURNING id
+        RETURNING id, index_format
         """,
         name,
         root_path,
+        index_format,
     )
-    return repo_id
+    assert row is not None
+    return row["id"], int(row["index_format"])
 
 
 async def known_files(conn: Conn, repo_id: uuid.UUID) -> dict[str, KnownFile]:
@@ -98,13 +105,13 @@ async def replace_files(conn: Conn, repo_id: uuid.UUID, records: Sequence[FileRe
         rows = await conn.fetch(
             """
             INSERT INTO files (repository_id, rel_path, content_hash, size_bytes, mtime_ns, language, line_count,
-                               is_deleted, indexed_at)
+                               role, is_deleted, indexed_at)
             SELECT $1, * , FALSE, now() FROM unnest($2::text[], $3::text[], $4::bigint[], $5::bigint[],
-                                                     $6::text[], $7::int[])
+                                                     $6::text[], $7::int[], $8::text[])
             ON CONFLICT (repository_id, rel_path) DO UPDATE SET
                 content_hash = EXCLUDED.content_hash, size_bytes = EXCLUDED.size_bytes,
                 mtime_ns = EXCLUDED.mtime_ns, language = EXCLUDED.language, line_count = EXCLUDED.line_count,
-                is_deleted = FALSE, indexed_at = now()
+                role = EXCLUDED.role, is_deleted = FALSE, indexed_at = now()
             RETURNING id, rel_path
             """,
             repo_id,
@@ -114,6 +121,7 @@ async def replace_files(conn: Conn, repo_id: uuid.UUID, records: Sequence[FileRe
             [r.mtime_ns for r in records],
             [r.language for r in records],
             [r.line_count for r in records],
+            [r.role for r in records],
         )
         ids = {row["rel_path"]: row["id"] for row in rows}
         await conn.execute("DELETE FROM chunks WHERE file_id = ANY($1::bigint[])", list(ids.values()))
@@ -126,11 +134,13 @@ async def replace_files(conn: Conn, repo_id: uuid.UUID, records: Sequence[FileRe
                 c.symbol,
                 c.kind,
                 c.language,
+                c.role,
                 c.content,
                 c.content_hash,
-                c.symbol_tokens,
-                c.path_tokens,
-                c.search_tokens,
+                c.tsv,
+                c.embed_hash,
+                c.embed_priority,
+                c.static_embedding,
             )
             for r in records
             for c in r.chunks
@@ -158,12 +168,12 @@ async def mark_deleted(conn: Conn, repo_id: uuid.UUID, rel_paths: Sequence[str])
 
 
 async def fill_from_cache(conn: Conn, repo_id: uuid.UUID) -> int:
-    """Give unembedded chunks the cached vector of identical content."""
+    """Give unembedded chunks the cached vector of an identical text."""
     status: str = await conn.execute(
         """
         UPDATE chunks c SET embedding = e.embedding
         FROM embedding_cache e
-        WHERE c.repository_id = $1 AND c.embedding IS NULL AND e.content_hash = c.content_hash
+        WHERE c.repository_id = $1 AND c.embedding IS NULL AND e.text_hash = c.embed_hash
         """,
         repo_id,
     )
@@ -175,19 +185,40 @@ async def count_unembedded(conn: Conn, repo_id: uuid.UUID) -> int:
     return n
 
 
-async def next_unembedded(conn: Conn, repo_id: uuid.UUID, after_id: int, limit: int) -> list[asyncpg.Record]:
+async def next_unembedded(
+    conn: Conn, repo_id: uuid.UUID, priority: int, below_id: int, limit: int
+) -> list[asyncpg.Record]:
+    """Chunks still without a transformer vector at `priority`, newest first (below `below_id`)."""
     rows: list[asyncpg.Record] = await conn.fetch(
         """
-        SELECT c.id, c.content_hash, c.symbol, c.content, f.rel_path
+        SELECT c.id, c.embed_hash, c.symbol, c.content, f.rel_path
         FROM chunks c JOIN files f ON f.id = c.file_id
-        WHERE c.repository_id = $1 AND c.embedding IS NULL AND c.id > $2
-        ORDER BY c.id LIMIT $3
+        WHERE c.repository_id = $1 AND c.embedding IS NULL AND c.embed_priority = $2 AND c.id < $3
+        ORDER BY c.id DESC LIMIT $4
         """,
         repo_id,
-        after_id,
+        priority,
+        below_id,
         limit,
     )
     return rows
+
+
+async def unembedded_priorities(conn: Conn, repo_id: uuid.UUID) -> list[int]:
+    rows = await conn.fetch(
+        """
+        WITH RECURSIVE p(v) AS (
+            (SELECT embed_priority FROM chunks WHERE repository_id = $1 AND embedding IS NULL
+             ORDER BY embed_priority LIMIT 1)
+            UNION ALL
+            SELECT (SELECT embed_priority FROM chunks WHERE repository_id = $1 AND embedding IS NULL
+                    AND embed_priority > p.v ORDER BY embed_priority LIMIT 1) FROM p WHERE p.v IS NOT NULL
+        )
+        SELECT v FROM p WHERE v IS NOT NULL
+        """,
+        repo_id,
+    )
+    return [int(r["v"]) for r in rows]
 
 
 async def store_embeddings(
@@ -208,25 +239,26 @@ async def store_embeddings(
         )
         await conn.execute(
             """
-            INSERT INTO embedding_cache (content_hash, embedding)
+            INSERT INTO embedding_cache (text_hash, embedding)
             SELECT DISTINCT ON (h) h, v FROM unnest($1::text[], $2::vector[]) AS u(h, v)
-            ON CONFLICT (content_hash) DO NOTHING
+            ON CONFLICT (text_hash) DO NOTHING
             """,
             list(hashes),
             vecs,
         )
 
 
-async def finish_repository(conn: Conn, repo_id: uuid.UUID) -> tuple[int, int]:
+async def finish_repository(conn: Conn, repo_id: uuid.UUID, index_format: int) -> tuple[int, int]:
     row = await conn.fetchrow(
         """
         UPDATE repositories r SET
-            last_indexed_at = now(),
+            last_indexed_at = now(), index_format = $2,
             file_count = (SELECT count(*) FROM files WHERE repository_id = r.id AND NOT is_deleted),
             chunk_count = (SELECT count(*) FROM chunks WHERE repository_id = r.id)
         WHERE r.id = $1 RETURNING file_count, chunk_count
         """,
         repo_id,
+        index_format,
     )
     assert row is not None
     return int(row["file_count"]), int(row["chunk_count"])

@@ -12,6 +12,11 @@ The documents are indexed as `to_tsvector('simple', code_tokens(text))` and quer
   at lower→upper changes of ASCII case, before the last capital of an acronym followed by a lower-case
   letter, and between letters and digits: `get_HTTPResponse2` → `gethttpresponse2 get httpresponse2 http
   response 2` (an underscore-separated piece that itself has several parts is also kept whole).
+* Natural-language words are stemmed (English Snowball): a word with one part yields its stem
+  (`headers` → `header`, `parsed` → `pars`), and so does each part of a longer word, while the whole
+  form of a multi-part identifier stays exact (`parse_header_links` → `parseheaderlinks pars header
+  link`), so "parsed link headers" reaches `parse_header_links` and the identifier still matches
+  itself exactly. Only ASCII letters are stemmed; digits and other scripts are kept as they are.
 * Tokens longer than `MAX_TOKEN_CHARS` (hashes, base64 blobs) are dropped, and a document yields at
   most `MAX_TOKENS` tokens, well inside PostgreSQL's tsvector limits (1 MB, 2 KB per lexeme).
 """
@@ -19,6 +24,8 @@ The documents are indexed as `to_tsvector('simple', code_tokens(text))` and quer
 from __future__ import annotations
 
 import re
+
+import snowballstemmer
 
 MAX_TOKENS = 20_000
 MAX_TOKEN_CHARS = 64
@@ -28,6 +35,8 @@ _WORD = re.compile(r"\w+")
 # Case/digit parts inside one underscore-free piece: "HTTPResponse2" -> HTTP, Response, 2.
 _PART = re.compile(r"[A-Z]+(?=[A-Z][^\W\d_A-Z])|[A-Z]?[^\W\d_A-Z]+|[A-Z]+|\d+")
 _PLAIN = re.compile(r"[a-z]+|\d+")
+_STEMMABLE = re.compile(r"[a-z]{3,}")
+_stemmer = snowballstemmer.stemmer("english")
 
 # Text is split as UTF-8 bytes, the fastest way in CPython: ASCII punctuation and control
 # characters become spaces and `bytes.split` finds the words in C. Non-ASCII punctuation glued to a
@@ -37,21 +46,34 @@ _SEPARATORS = bytes(c if c >= 128 or chr(c).isalnum() or c == ord("_") else 32 f
 _cache: dict[bytes, str] = {}
 
 
+def stem(token: str) -> str:
+    """English stem of a lower-case ASCII word; other tokens unchanged."""
+    return _stemmer.stemWord(token) if _STEMMABLE.fullmatch(token) else token
+
+
 def _expand_word(word: str) -> str:
     """All tokens of one word (letters, digits, underscores), space-separated; "" for none."""
     whole = word.replace("_", "").lower()
     if not whole or len(whole) > MAX_TOKEN_CHARS:
         return ""
     if _PLAIN.fullmatch(word):
-        return whole
-    tokens = [whole]
+        return stem(whole)
     pieces = [p for p in word.split("_") if p]
-    for piece in pieces:
-        parts = _PART.findall(piece)
+    parts_of = [_PART.findall(piece) for piece in pieces]
+    if sum(len(parts) for parts in parts_of) <= 1:
+        return stem(whole)  # one part only: a plain word in another case (`Headers`, `HTTP`)
+    tokens = [whole]
+    for piece, parts in zip(pieces, parts_of, strict=True):
         if len(parts) > 1 and len(pieces) > 1:
             tokens.append(piece.lower())
-        tokens.extend(part.lower() for part in parts)
+        tokens.extend(stem(part.lower()) for part in parts)
     return " ".join(dict.fromkeys(tokens))
+
+
+def identifier_lexeme(name: str) -> str:
+    """The token a dotted identifier's part (`register_blueprint`, `push`) is indexed under."""
+    expanded = _expand_word(name)
+    return expanded.split(" ", 1)[0] if expanded else ""
 
 
 def _expand_raw(raw: bytes) -> str:

@@ -13,6 +13,7 @@ from server.app import App
 from server.db.registry import Project
 from server.embeddings import Embedder
 from server.indexer.pipeline import Progress, index_repository
+from server.indexer.tokens import query_tokens
 from tests.repos import make_python_repo
 
 pytestmark = pytest.mark.integration
@@ -86,7 +87,8 @@ async def test_full_index_stores_searchable_chunks(
     # every chunk embedded, full text over code-aware tokens finds identifiers and their parts
     assert await pool.fetchval("SELECT count(*) FROM chunks WHERE embedding IS NULL") == 0
     hit = await pool.fetchval(
-        "SELECT symbol FROM chunks WHERE tsv @@ to_tsquery('simple', 'retry & request') ORDER BY id LIMIT 1"
+        "SELECT symbol FROM chunks WHERE tsv @@ to_tsquery('simple', $1) ORDER BY id LIMIT 1",
+        " & ".join(query_tokens("retry request")),
     )
     assert hit == "retry_request"
     assert await pool.fetchval("SELECT count(*) FROM chunks WHERE tsv @@ to_tsquery('simple', 'jobqueue')") >= 1
@@ -163,7 +165,12 @@ async def test_searchable_by_text_before_embeddings_then_filled(
     text_only = await index_repository(repo, "repo", pool, None)
     assert text_only.chunks_created > 0 and text_only.chunks_embedded == 0
     assert await pool.fetchval("SELECT count(*) FROM chunks WHERE embedding IS NOT NULL") == 0
-    assert await pool.fetchval("SELECT count(*) FROM chunks WHERE tsv @@ to_tsquery('simple', 'settings')") > 0
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM chunks WHERE tsv @@ to_tsquery('simple', $1)", query_tokens("settings")[0]
+        )
+        > 0
+    )
     later = await index_repository(repo, "repo", pool, local_embedder)
     assert later.files_indexed == 0 and later.chunks_embedded == text_only.chunks_created
     assert await pool.fetchval("SELECT count(*) FROM chunks WHERE embedding IS NULL") == 0
@@ -196,7 +203,7 @@ async def test_cancel_takes_effect_fast_and_leaves_consistent_rows(
     assert orphans == 0
     missing_cache = await pool.fetchval(
         """SELECT count(*) FROM chunks c WHERE embedding IS NOT NULL
-           AND NOT EXISTS (SELECT 1 FROM embedding_cache e WHERE e.content_hash = c.content_hash)"""
+           AND NOT EXISTS (SELECT 1 FROM embedding_cache e WHERE e.text_hash = c.embed_hash)"""
     )
     assert missing_cache == 0
     resumed = await app.index(project, repo)

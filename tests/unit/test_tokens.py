@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from server.indexer.tokens import MAX_TOKEN_CHARS, MAX_TOKENS, code_tokens, query_tokens
+from server.indexer.tokens import MAX_TOKEN_CHARS, MAX_TOKENS, code_tokens, identifier_lexeme, query_tokens, stem
 
 pytestmark = pytest.mark.unit
 
@@ -12,9 +12,12 @@ pytestmark = pytest.mark.unit
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("IndexingJobCreate", "indexingjobcreate indexing job create"),
-        ("get_HTTPResponse2", "gethttpresponse2 get httpresponse2 http response 2"),
-        ("parse_file", "parsefile parse file"),
+        ("IndexingJobCreate", "indexingjobcreate index job creat"),
+        ("get_HTTPResponse2", "gethttpresponse2 get httpresponse2 http respons 2"),
+        ("parse_file", "parsefile pars file"),
+        ("parse_header_links", "parseheaderlinks pars header link"),
+        ("Headers", "header"),
+        ("HTTP", "http"),
         ("XMLParser", "xmlparser xml parser"),
         ("getHTTP", "gethttp get http"),
         ("utf8", "utf8 utf 8"),
@@ -30,10 +33,10 @@ def test_identifiers_are_kept_whole_and_split(text: str, expected: str) -> None:
 
 def test_punctuation_is_dropped_and_words_keep_their_order() -> None:
     assert code_tokens("self.assertEqual(a, b)  # hello-world!") == ("self assertequal assert equal a b hello world")
-    assert code_tokens("“quoted”—dash → arrow") == "quoted dash arrow"
+    assert code_tokens("“quoted”—dash → arrow") == "quot dash arrow"
     assert code_tokens("x = 1\ny = 2") == "x 1 y 2"
     assert code_tokens("no\u00a0break\tTab\x00nul") == "no break tab nul"
-    assert code_tokens("lone \ud800 surrogate") == "lone surrogate"
+    assert code_tokens("lone \ud800 surrogate") == "lone surrog"
 
 
 def test_repeated_words_keep_their_frequency() -> None:
@@ -52,7 +55,7 @@ def test_output_is_capped() -> None:
     huge = " ".join(f"someIdentifier{i}" for i in range(MAX_TOKENS))
     tokens = code_tokens(huge).split(" ")
     assert len(tokens) == MAX_TOKENS
-    assert tokens[:4] == ["someidentifier0", "some", "identifier", "0"]
+    assert tokens[:4] == ["someidentifier0", "some", "identifi", "0"]
     assert code_tokens("a" * (MAX_TOKEN_CHARS + 1) + " kept") == "kept"
 
 
@@ -63,10 +66,29 @@ def test_empty_and_punctuation_only_text() -> None:
 
 
 def test_query_tokens_follow_the_same_rule_without_repeats() -> None:
-    assert query_tokens("IndexingJobCreate job") == ["indexingjobcreate", "indexing", "job", "create"]
+    assert query_tokens("IndexingJobCreate job") == ["indexingjobcreate", "index", "job", "creat"]
     assert query_tokens("how does get_HTTPResponse work?") == [
-        "how", "does", "gethttpresponse", "get", "httpresponse", "http", "response", "work",
+        "how", "doe", "gethttpresponse", "get", "httpresponse", "http", "respons", "work",
     ]  # fmt: skip
     document = set(code_tokens("class IndexingJobCreate(BaseModel): ...").split())
     assert set(query_tokens("indexing job create")) <= document
     assert set(query_tokens("IndexingJobCreate")) <= document
+
+
+def test_natural_language_reaches_identifiers_through_stems() -> None:
+    document = set(code_tokens("def parse_header_links(value):").split())
+    assert set(query_tokens("parsed link headers")) <= document
+    assert set(query_tokens("registered blueprints")) <= set(code_tokens("def register_blueprint(self):").split())
+    # The exact whole form is kept: only the identifier itself matches it, not its words in another order.
+    assert "parseheaderlinks" in document
+    assert "parseheaderlinks" not in query_tokens("links header parse")
+
+
+def test_stemming_is_limited_to_ascii_words() -> None:
+    assert stem("running") == "run"
+    assert stem("go") == "go"  # too short to stem
+    assert stem("2024") == "2024"
+    assert stem("café") == "café"
+    assert identifier_lexeme("register_blueprint") == "registerblueprint"
+    assert identifier_lexeme("headers") == "header"
+    assert identifier_lexeme("__init__") == "init"
