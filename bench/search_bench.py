@@ -42,19 +42,11 @@ import numpy as np
 from server.app import App
 from server.db.registry import Project
 from server.indexer.tokens import query_tokens
-from server.search.engine import (
-    TEXT_MATCH_BUDGET,
-    VECTOR_CANDIDATES,
-    VECTOR_WEIGHT,
-    Candidate,
-    CodeSearch,
-    Filters,
-    SearchRequest,
-    dedupe,
-    fetch_candidates,
-    fuse,
-    plan_text_query,
-)
+from server.search.candidates import VECTOR_CANDIDATES, CandidateQuery, Filters, fetch_candidates
+from server.search.engine import CodeSearch
+from server.search.ranking import VECTOR_WEIGHT, Candidate, dedupe, fuse
+from server.search.request import SearchRequest
+from server.search.textplan import TEXT_MATCH_BUDGET, plan_text_query
 from server.settings import Settings
 
 MAKE_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "bench" / "make-corpus.sh"
@@ -267,7 +259,7 @@ async def cmd_quality(args: argparse.Namespace, settings: Settings) -> None:
             flush=True,
         )
         vectors = await app.embedder.embed([q.text for q in queries])
-        search = CodeSearch(app)
+        search = CodeSearch.from_app(app)
         assert app.cluster is not None
         pool = await app.cluster.pool(project.database_name)
         report: dict[str, object] = {"queries": len(queries), "chunks": result.total_chunks}
@@ -280,14 +272,16 @@ async def cmd_quality(args: argparse.Namespace, settings: Settings) -> None:
                     per_query.append(
                         await fetch_candidates(
                             conn,
-                            vector=np.asarray(v, dtype=np.float32),
-                            text=plan,
-                            identifier=None,
-                            identifier_query=None,
-                            filters=Filters(),
-                            vector_candidates=args.candidates,
-                            text_candidates=args.candidates,
-                            normalization=norm,
+                            CandidateQuery(
+                                vector=np.asarray(v, dtype=np.float32),
+                                text=plan,
+                                identifier=None,
+                                identifier_query=None,
+                                filters=Filters(),
+                                vector_candidates=args.candidates,
+                                text_candidates=args.candidates,
+                                normalization=norm,
+                            ),
                         )
                     )
             rankers: dict[str, Ranker] = {"text only": by_text, "vector only": by_vector, "rrf k=60": rrf}
@@ -360,7 +354,7 @@ async def cmd_latency(args: argparse.Namespace, settings: Settings) -> None:
     try:
         project = await app.registry.require(args.project)
         queries = await _latency_queries(app, project, args.queries, args.seed)
-        search = CodeSearch(app)
+        search = CodeSearch.from_app(app)
         filters: list[dict[str, str]] = [{}]
         if args.filters:
             filters += [{"language": "python"}, {"path_glob": args.filters}]

@@ -4,6 +4,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
+
+# Every kind of chunk the chunker emits: definitions (as named per grammar in
+# server/indexer/chunking/grammars.py), then code between definitions, document sections and
+# plain line windows. A Ruby `module` is a definition that shares its name with module-level code.
+ChunkKind = Literal[
+    "function",
+    "method",
+    "class",
+    "struct",
+    "union",
+    "enum",
+    "type",
+    "interface",
+    "trait",
+    "impl",
+    "macro",
+    "record",
+    "object",
+    "extension",
+    "module",
+    "section",
+    "window",
+]
 
 
 @dataclass(frozen=True, slots=True)

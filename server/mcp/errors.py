@@ -14,7 +14,7 @@ from server.db.registry import EmbedderMismatchError, UnknownProjectError
 from server.indexer.pipeline import RepositoryTooLargeError
 from server.jobs.paths import RepoPathError
 from server.projects import ProjectConfigError
-from server.search.engine import SearchError
+from server.search.request import SearchError
 
 T = TypeVar("T")
 

@@ -9,12 +9,25 @@ from pydantic import Field
 
 from server.app import App
 from server.mcp.errors import guard, session_key
-from server.search.engine import MAX_CONTEXT_LINES, MAX_LIMIT, CodeSearch, SearchRequest
+from server.search.engine import CodeSearch
 from server.search.models import SearchResponse
+from server.search.request import MAX_CONTEXT_LINES, MAX_LIMIT, SearchRequest
 
 
 def register_search_tool(mcp: FastMCP, app: App) -> None:
-    engine = CodeSearch(app)
+    engine: CodeSearch | None = None
+
+    def current_engine() -> CodeSearch:
+        """The search over the app's current collaborators: start() after close() replaces them."""
+        nonlocal engine
+        if (
+            engine is None
+            or engine.cluster is not app.cluster
+            or engine.registry is not app.registry
+            or engine.resolver is not app.resolver
+        ):
+            engine = CodeSearch.from_app(app)
+        return engine
 
     @mcp.tool
     async def search_code(
@@ -44,4 +57,4 @@ def register_search_tool(mcp: FastMCP, app: App) -> None:
     ) -> SearchResponse:
         """Search indexed code by meaning and by name (vectors and full text, blended)."""
         request = SearchRequest(query, project_id, repository, language, path_glob, limit, context_lines)
-        return await guard(engine.search(request, session_key=session_key(ctx)))
+        return await guard(current_engine().search(request, session_key=session_key(ctx)))

@@ -15,8 +15,9 @@ from rich.text import Text
 from server.db.names import InvalidNameError
 from server.db.registry import UnknownProjectError
 from server.projects import ProjectConfigError
-from server.search.engine import CodeSearch, SearchError, SearchRequest
+from server.search.engine import CodeSearch
 from server.search.models import SearchHit, SearchResponse
+from server.search.request import SearchError, SearchRequest
 from server.settings import Settings
 
 MAX_SHOWN_LINES = 40  # per result in the pretty view (--json always has everything)
@@ -37,7 +38,7 @@ async def run_search(args: argparse.Namespace, settings: Settings) -> int:
             query=args.query, project_id=args.project, repository=args.repository, language=args.language,
             path_glob=args.path_glob, limit=args.limit, context_lines=args.context_lines,
         )  # fmt: skip
-        response = await CodeSearch(app).search(request, session_key=_SESSION)
+        response = await CodeSearch.from_app(app).search(request, session_key=_SESSION)
     except (SearchError, UnknownProjectError, InvalidNameError, ProjectConfigError) as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         return 2

@@ -16,8 +16,9 @@ from server.db.registry import Project
 from server.embeddings import Embedder
 from server.embeddings.base import Vectors
 from server.indexer.pipeline import index_repository
-from server.search.engine import CodeSearch, SearchError, SearchRequest
+from server.search.engine import CodeSearch
 from server.search.models import SearchHit, SearchResponse
+from server.search.request import SearchError, SearchRequest
 
 pytestmark = pytest.mark.integration
 
@@ -309,7 +310,7 @@ async def _project(app: App, project_id: str) -> Project:
 
 
 async def search(app: App, query: str, project_id: str, **kw: Any) -> SearchResponse:
-    return await CodeSearch(app).search(SearchRequest(query, project_id=project_id, **kw))
+    return await CodeSearch.from_app(app).search(SearchRequest(query, project_id=project_id, **kw))
 
 
 def names(hits: list[SearchHit]) -> list[str | None]:
@@ -490,7 +491,7 @@ async def test_text_only_before_embeddings(app: App, repo: Path, project_id: str
             [(r["id"], np.asarray(v, dtype=np.float32)) for r, v in zip(rows, vectors, strict=True)],
         )
     counting.calls.clear()
-    partial = await CodeSearch(app).search(SearchRequest("slugify title", project_id=project_id))
+    partial = await CodeSearch.from_app(app).search(SearchRequest("slugify title", project_id=project_id))
     assert partial.mode == "hybrid" and 0.0 < partial.embedding_coverage < 1.0
     assert partial.notice and "still being computed" in partial.notice
     assert counting.calls == [1]

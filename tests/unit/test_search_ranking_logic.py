@@ -9,23 +9,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from server.search.engine import (
-    MAX_LIMIT,
-    Candidate,
-    Filters,
-    SearchError,
-    SearchRequest,
-    TermStats,
-    _context_from_chunks,
-    build_candidate_sql,
-    dedupe,
-    fuse,
-    glob_to_regex,
-    identifier_boost,
-    identifier_of,
-    plan_identifier,
-    plan_text_query,
-)
+from server.search.candidates import CandidateQuery, Filters, build_candidate_sql
+from server.search.context import _context_from_chunks
+from server.search.ranking import Candidate, dedupe, fuse, identifier_boost
+from server.search.request import MAX_LIMIT, SearchError, SearchRequest, glob_to_regex, identifier_of
+from server.search.textplan import TermStats, plan_identifier, plan_text_query
 
 pytestmark = pytest.mark.unit
 
@@ -256,10 +244,10 @@ def test_validated_normalises_optional_filters() -> None:
 def test_user_text_only_travels_as_parameters() -> None:
     evil = "x'; DROP TABLE chunks; --"
     plan = plan_text_query(["drop", "table"], None)
-    sql, args = build_candidate_sql(
+    sql, args = build_candidate_sql(CandidateQuery(
         vector=np.zeros(4, dtype=np.float32), text=plan, identifier="Foo.bar", identifier_query="'foo' & 'bar'",
         filters=Filters(repository_ids=[REPO], language=evil, path_regex=glob_to_regex(evil)),
-    )  # fmt: skip
+    ))  # fmt: skip
     assert "DROP" not in sql and "x'" not in sql
     assert evil in args and glob_to_regex(evil) in args
     assert "hnsw" not in sql  # session settings are applied apart, with SET LOCAL
@@ -267,5 +255,7 @@ def test_user_text_only_travels_as_parameters() -> None:
 
 def test_nothing_to_search_builds_no_query() -> None:
     assert plan_text_query(["", ""], None) is None  # e.g. a query of punctuation only
-    built = build_candidate_sql(vector=None, text=None, identifier=None, identifier_query=None, filters=Filters())
+    built = build_candidate_sql(
+        CandidateQuery(vector=None, text=None, identifier=None, identifier_query=None, filters=Filters())
+    )
     assert built == ("", [])

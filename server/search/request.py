@@ -1,0 +1,101 @@
+"""A search request and its validation: limits, path globs and identifier-like queries."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+MAX_LIMIT = 50
+MAX_CONTEXT_LINES = 20
+MAX_QUERY_CHARS = 1_000
+
+
+class SearchError(ValueError):
+    """A request that cannot be served; the message says why and what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class SearchRequest:
+    query: str
+    project_id: str | None = None
+    repository: str | None = None  # name or id
+    language: str | None = None
+    path_glob: str | None = None
+    limit: int = 10
+    context_lines: int = 2
+
+    def validated(self) -> SearchRequest:
+        query = self.query.strip()
+        if not query:
+            raise SearchError("query is empty: describe the code you look for, or give an identifier")
+        if len(query) > MAX_QUERY_CHARS:
+            raise SearchError(f"query is {len(query)} characters long; at most {MAX_QUERY_CHARS} are allowed")
+        if not 1 <= self.limit <= MAX_LIMIT:
+            raise SearchError(f"limit must be between 1 and {MAX_LIMIT}, got {self.limit}")
+        if not 0 <= self.context_lines <= MAX_CONTEXT_LINES:
+            raise SearchError(f"context_lines must be between 0 and {MAX_CONTEXT_LINES}, got {self.context_lines}")
+        language = (self.language or "").strip().lower() or None
+        glob = (self.path_glob or "").strip() or None
+        if glob is not None:
+            glob_to_regex(glob)  # raises SearchError on a malformed pattern
+        repository = (self.repository or "").strip() or None
+        return SearchRequest(query, self.project_id, repository, language, glob, self.limit, self.context_lines)
+
+
+def glob_to_regex(glob: str) -> str:
+    """Anchored regex for a path glob: `*` and `?` stay inside one path segment, `**` crosses
+    segments (`src/**/*.py` matches `src/a.py`), `[abc]`/`[!abc]` are classes, and a pattern
+    without `/` matches the file name at any depth (`*.py`). The regex uses only syntax that
+    Python and PostgreSQL read alike, and every literal character is escaped."""
+    pattern = glob.strip().replace("\\", "/")
+    if not pattern:
+        raise SearchError("path_glob is empty")
+    if "/" not in pattern.rstrip("/"):
+        pattern = "**/" + pattern
+    pattern = pattern.lstrip("/")
+    if pattern.endswith("/"):
+        pattern += "**"
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        ch = pattern[i]
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif ch == "*":
+            out.append("[^/]*")
+            i += 1
+        elif ch == "?":
+            out.append("[^/]")
+            i += 1
+        elif ch == "[":
+            end = pattern.find("]", i + 2 if pattern.startswith(("[!", "[^"), i) else i + 1)
+            if end == -1:
+                raise SearchError(f"path_glob {glob!r}: '[' without a closing ']'")
+            body = pattern[i + 1 : end]
+            negate = body[:1] in ("!", "^")
+            members = body[1:] if negate else body
+            if not members:
+                raise SearchError(f"path_glob {glob!r}: empty character class")
+            escaped = "".join("\\" + c if c in "\\[]^" else c for c in members)  # '-' keeps meaning a range
+            out.append(f"[{'^/' if negate else ''}{escaped}]")
+            i = end + 1
+        else:
+            out.append(re.escape(ch))
+            i += 1
+    return "^" + "".join(out) + "$"
+
+
+_IDENTIFIER = re.compile(r"[^\W\d][\w$]*(?:(?:\.|::|#|->)[^\W\d][\w$]*)*(?:\(\))?")
+_SEPARATOR = re.compile(r"::|#|->")
+
+
+def identifier_of(query: str) -> str | None:
+    """`Foo.bar`, `Foo::bar`, `parse_config()`, `IndexingJobCreate` → the dotted identifier, else None."""
+    text = query.strip()
+    if not _IDENTIFIER.fullmatch(text):
+        return None
+    return _SEPARATOR.sub(".", text.removesuffix("()"))
