@@ -25,8 +25,8 @@ from server.indexer.tokens import code_tokens
 DEFAULT_ROOT = Path.home() / ".cache" / "codebase-bench" / "corpus-10k"
 
 
-def _chunk_batch(batch: list[tuple[str, str | None, str]]) -> int:
-    return sum(len(chunk_file(text, language, rel)) for text, language, rel in batch)
+def _chunk_batch(batch: list[tuple[str, str | None]]) -> int:
+    return sum(len(chunk_file(text, language)) for text, language in batch)
 
 
 def main() -> None:
@@ -60,7 +60,7 @@ def main() -> None:
     t0, cpu0 = time.perf_counter(), time.process_time()
     for item in loaded:
         started = time.process_time()
-        chunks = chunk_file(item.text, item.language, item.file.rel_path)
+        chunks = chunk_file(item.text, item.language)
         stats = per_lang[item.language or "(unknown)"]
         stats[0] += 1
         stats[1] += item.line_count
@@ -89,7 +89,7 @@ def main() -> None:
         print(f"{language:<12} {files:>7.0f} {n_lines:>10,.0f} {n_chunks:>8,.0f} {seconds:>8.2f} {rate:>11,.0f}")
 
     if args.jobs > 0:
-        work = [(item.text, item.language, item.file.rel_path) for item in loaded]
+        work = [(item.text, item.language) for item in loaded]
         batches = [work[i : i + 64] for i in range(0, len(work), 64)]
         t0 = time.perf_counter()
         with ProcessPoolExecutor(args.jobs) as pool:

@@ -4,27 +4,10 @@ from __future__ import annotations
 
 import re
 
+from server.indexer.chunking.grammars import GRAMMARS
+
 # The languages the chunker parses with tree-sitter grammars.
-TREE_SITTER_LANGUAGES: frozenset[str] = frozenset(
-    {
-        "python",
-        "javascript",
-        "typescript",
-        "tsx",
-        "go",
-        "rust",
-        "java",
-        "c",
-        "cpp",
-        "csharp",
-        "ruby",
-        "php",
-        "kotlin",
-        "swift",
-        "scala",
-        "bash",
-    }
-)
+TREE_SITTER_LANGUAGES: frozenset[str] = frozenset(GRAMMARS)
 
 # Programs without a grammar here are still code; markup, styles, prose and data are not.
 _OTHER_CODE: frozenset[str] = frozenset(

@@ -117,7 +117,7 @@ def _sha256(text: str) -> str:
 def _chunk_rows(rel_path: str, text: str, language: str, role: Role) -> list[ChunkRow]:
     path_tokens = _path_tokens(rel_path)
     rows = []
-    for c in chunk_file(text, language, rel_path):
+    for c in chunk_file(text, language):
         rows.append(
             ChunkRow(
                 start_line=c.start_line,

@@ -49,5 +49,5 @@ class Chunk:
     end_line: int  # 1-based, inclusive
     content: str
     language: str  # language of the file ("text" for unknown)
-    kind: str  # function, method, class, struct, interface, enum, module, section, window, ...
+    kind: ChunkKind
     symbol: str | None = None  # qualified name where there is one, e.g. "Parser.parse"

@@ -6,13 +6,13 @@ import textwrap
 
 import pytest
 
-from server.indexer.chunker import (
+from server.indexer.chunker import chunk_file
+from server.indexer.chunking.limits import (
     MAX_CHUNK_CHARS,
     MAX_CHUNK_LINES,
     MODULE_CHUNK_LINES,
     WINDOW_LINES,
     WINDOW_OVERLAP,
-    chunk_file,
 )
 from server.indexer.languages import TREE_SITTER_LANGUAGES
 from server.indexer.types import Chunk
@@ -20,8 +20,8 @@ from server.indexer.types import Chunk
 pytestmark = pytest.mark.unit
 
 
-def chunks_of(source: str, language: str | None, rel_path: str = "f") -> list[Chunk]:
-    return chunk_file(textwrap.dedent(source).lstrip("\n"), language, rel_path)
+def chunks_of(source: str, language: str | None) -> list[Chunk]:
+    return chunk_file(textwrap.dedent(source).lstrip("\n"), language)
 
 
 def summary(chunks: list[Chunk]) -> set[tuple[str, str | None, int, int]]:
@@ -529,7 +529,7 @@ def test_nested_classes_are_qualified() -> None:
 def test_huge_function_is_split_into_consecutive_parts() -> None:
     body = "\n".join(f"    value_{i} = compute({i})" for i in range(2 * MAX_CHUNK_LINES + 50))
     source = f"import math\n\n\ndef enormous(a, b):\n{body}\n    return a\n"
-    chunks = chunk_file(source, "python", "big.py")
+    chunks = chunk_file(source, "python")
     parts = [c for c in chunks if c.symbol == "enormous"]
     assert len(parts) == 3
     assert all(p.kind == "function" for p in parts)
@@ -550,7 +550,7 @@ def test_huge_function_is_split_into_consecutive_parts() -> None:
 
 def test_function_with_huge_lines_is_split_by_characters() -> None:
     body = "\n".join(f"    s{i} = '{'x' * 900}'" for i in range(40))
-    chunks = chunk_file(f"def wide():\n{body}\n", "python", "wide.py")
+    chunks = chunk_file(f"def wide():\n{body}\n", "python")
     assert len(chunks) > 3
     assert all(len(c.content) <= MAX_CHUNK_CHARS + 300 for c in chunks)
     assert {c.symbol for c in chunks} == {"wide"}
@@ -559,14 +559,14 @@ def test_function_with_huge_lines_is_split_by_characters() -> None:
 def test_small_top_level_statements_are_merged_into_module_chunks() -> None:
     statements = "\n".join(f"CONSTANT_{i} = {i}" for i in range(30))
     source = f"import os\nimport sys\n{statements}\n\n\ndef f():\n    pass\n\n\nprint(f())\n"
-    chunks = chunk_file(source, "python", "m.py")
+    chunks = chunk_file(source, "python")
     assert summary(chunks) == {
         ("module", None, 1, 32),
         ("function", "f", 35, 36),
         ("module", None, 39, 39),
     }
     long_script = "\n".join(f"print({i})" for i in range(3 * MODULE_CHUNK_LINES))
-    modules = chunk_file(long_script, "python", "s.py")
+    modules = chunk_file(long_script, "python")
     assert all(c.kind == "module" for c in modules)
     assert len(modules) == 3
     assert [(c.start_line, c.end_line) for c in modules] == [
@@ -577,7 +577,7 @@ def test_small_top_level_statements_are_merged_into_module_chunks() -> None:
 
 
 def test_code_without_definitions_and_closing_lines() -> None:
-    assert summary(chunk_file("import os\nimport sys\n", "python", "__init__.py")) == {("module", None, 1, 2)}
+    assert summary(chunk_file("import os\nimport sys\n", "python")) == {("module", None, 1, 2)}
     # A namespace's closing brace alone makes no chunk.
     chunks = chunks_of(
         """
@@ -622,7 +622,7 @@ def test_markdown_is_split_at_headings_outside_code_fences() -> None:
 
 
 def test_bare_heading_merges_into_the_next_section() -> None:
-    chunks = chunk_file("# Title\n\n## Part\n\nText.\n", "markdown", "r.md")
+    chunks = chunk_file("# Title\n\n## Part\n\nText.\n", "markdown")
     assert summary(chunks) == {("section", "Title", 1, 5)}
 
 
@@ -647,7 +647,7 @@ def test_rst_is_split_at_underlined_and_overlined_titles() -> None:
 
 def test_other_text_becomes_overlapping_windows() -> None:
     lines = [f"line {i}" for i in range(1, 151)]
-    chunks = chunk_file("\n".join(lines) + "\n", "yaml", "c.yml")
+    chunks = chunk_file("\n".join(lines) + "\n", "yaml")
     assert all(c.kind == "window" and c.symbol is None and c.language == "yaml" for c in chunks)
     step = WINDOW_LINES - WINDOW_OVERLAP
     assert [(c.start_line, c.end_line) for c in chunks] == [
@@ -660,24 +660,24 @@ def test_other_text_becomes_overlapping_windows() -> None:
 
 
 def test_unknown_language_is_windowed_as_text() -> None:
-    (chunk,) = chunk_file("just some words\n", None, "NOTES")
+    (chunk,) = chunk_file("just some words\n", None)
     assert (chunk.kind, chunk.language, chunk.start_line, chunk.end_line) == ("window", "text", 1, 1)
 
 
 def test_one_enormous_line_is_cut_by_characters() -> None:
-    chunks = chunk_file("[" + "1, " * 20_000 + "]", "json", "data.json")
+    chunks = chunk_file("[" + "1, " * 20_000 + "]", "json")
     assert len(chunks) >= 7
     assert all(len(c.content) <= MAX_CHUNK_CHARS and c.start_line == c.end_line == 1 for c in chunks)
 
 
 def test_empty_and_blank_files_have_no_chunks() -> None:
     for language in ("python", "markdown", None):
-        assert chunk_file("", language, "e") == []
-        assert chunk_file("\n\n   \n", language, "e") == []
+        assert chunk_file("", language) == []
+        assert chunk_file("\n\n   \n", language) == []
 
 
 def test_broken_code_still_yields_chunks() -> None:
-    chunks = chunk_file("def ok():\n    return 1\n\ndef broken(:\n    pass\nresult = [1, 2\n", "python", "b.py")
+    chunks = chunk_file("def ok():\n    return 1\n\ndef broken(:\n    pass\nresult = [1, 2\n", "python")
     assert ("function", "ok", 1, 2) in summary(chunks)
     assert max(c.end_line for c in chunks) == 6
     assert "result = [1, 2" in "\n".join(c.content for c in chunks)
@@ -689,7 +689,7 @@ def test_odd_input_never_raises() -> None:
     for language in [*sorted(TREE_SITTER_LANGUAGES), "markdown", "rst", None]:
         for _ in range(5):
             text = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 400)))
-            chunks = chunk_file(text, language, "odd")
+            chunks = chunk_file(text, language)
             n_lines = text.count("\n") + 1
             for chunk in chunks:
                 assert 1 <= chunk.start_line <= chunk.end_line <= n_lines
@@ -698,4 +698,4 @@ def test_odd_input_never_raises() -> None:
 
 def test_module_statement_that_looks_like_a_closer_is_kept() -> None:
     source = "def f():\n    pass\n\nend = 5\n\ndef g():\n    pass\n"
-    assert ("module", None, 4, 4) in summary(chunk_file(source, "python", "e.py"))
+    assert ("module", None, 4, 4) in summary(chunk_file(source, "python"))
