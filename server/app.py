@@ -19,6 +19,7 @@ from server.embeddings import Embedder, EmbeddingError, create_embedder
 from server.indexer.pipeline import IndexResult, ProgressCallback, index_repository
 from server.jobs.worker import JobRun, Worker
 from server.projects import ProjectResolver
+from server.search.engine import StaticTier
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ class App:
             dimension=settings.embedding_dimension,
         )
         self.cluster: Cluster | None = None
+        # The static vector tier (None: chunks get transformer vectors only).
+        self.static_embedder: StaticTier | None = None
         self._registry: Registry | None = None
         self._resolver: ProjectResolver | None = None
         self.notifier = Notifier(connect=_listen_connection)

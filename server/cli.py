@@ -197,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--repository")
     search.add_argument("--language")
     search.add_argument("--path", dest="path_glob")
+    search.add_argument("--scope", default="all", help="all (default), code, tests or docs")
     search.add_argument("--limit", type=int, default=10)
     search.add_argument("--context", type=int, default=2, dest="context_lines")
     search.add_argument("--json", action="store_true")

@@ -229,10 +229,11 @@ async def store_embeddings(
 ) -> None:
     vecs = [Vector(v) for v in vectors]
     async with conn.transaction():
+        # Only chunks still without one: search may have embedded a chunk meanwhile (and vice versa).
         await conn.execute(
             """
             UPDATE chunks SET embedding = u.v
-            FROM unnest($1::bigint[], $2::vector[]) AS u(i, v) WHERE chunks.id = u.i
+            FROM unnest($1::bigint[], $2::vector[]) AS u(i, v) WHERE chunks.id = u.i AND chunks.embedding IS NULL
             """,
             list(chunk_ids),
             vecs,

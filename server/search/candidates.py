@@ -1,9 +1,10 @@
 """The candidate query: one SQL statement gathering candidates from three sides.
 
-The nearest vectors (HNSW), the best full-text matches (GIN) and, for identifier-like queries,
-chunks whose symbol is the identifier are gathered in one statement, which also computes for every
-candidate the signal its side did not provide (the cosine of a text match, the full rank of a
-vector match). `ranking.fuse` then blends them.
+The nearest transformer vectors and the nearest static-tier vectors (one HNSW index each), the best
+full-text matches (GIN) and, for identifier-like queries, chunks whose symbol is the identifier are
+gathered in one statement, which also computes for every candidate the signals its side did not
+provide (both cosines of a text match, the full rank of a vector match). `ranking.fuse` then blends
+them.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from pgvector import HalfVector
 
 from server.db.cluster import Conn
+from server.indexer.roles import Role
 from server.search.ranking import Candidate, identifier_boost
 from server.search.textplan import TextPlan
 
 VECTOR_CANDIDATES = 60  # MRR@10 barely moves between 50 and 120 (bench/README.md)
+STATIC_CANDIDATES = 60
 TEXT_CANDIDATES = 60
 IDENTIFIER_CANDIDATES = 50
 TEXT_MATCH_CAP_FACTOR = 2  # hard stop at this many times the budget (estimates can be low)
@@ -34,10 +38,11 @@ class Filters:
     repository_ids: list[uuid.UUID] | None = None
     language: str | None = None
     path_regex: str | None = None
+    roles: tuple[Role, ...] | None = None  # the search scope; None: every role
 
     @property
     def any(self) -> bool:
-        return bool(self.repository_ids or self.language or self.path_regex)
+        return bool(self.repository_ids or self.language or self.path_regex or self.roles)
 
 
 class _Params:
@@ -60,6 +65,8 @@ def _filter_sql(filters: Filters, params: _Params) -> tuple[str, str]:
         clauses.append(f"c.language = {params.add(filters.language)}")
     if filters.path_regex:
         clauses.append(f"f.rel_path ~ {params.add(filters.path_regex)}")
+    if filters.roles:
+        clauses.append(f"c.role = ANY({params.add(list(filters.roles))}::text[])")
     join = " JOIN files f ON f.id = c.file_id" if filters.path_regex else ""
     return join, " AND ".join(clauses)
 
@@ -68,12 +75,15 @@ def _filter_sql(filters: Filters, params: _Params) -> tuple[str, str]:
 class CandidateQuery:
     """Everything the candidate SQL depends on, built once per search."""
 
-    vector: npt.NDArray[np.float32] | None = None  # the query's embedding; None: full text only
+    vector: npt.NDArray[np.float32] | None = None  # the query's transformer embedding
+    static_vector: npt.NDArray[np.float32] | None = None  # the query's static-tier embedding
+    static_search: bool = True  # gather static-tier neighbours (False: only score candidates with it)
     text: TextPlan | None = None
     identifier: str | None = None  # the dotted identifier an identifier-like query names
     identifier_query: str | None = None  # tsquery finding chunks that may define it
     filters: Filters = field(default_factory=Filters)
     vector_candidates: int = VECTOR_CANDIDATES
+    static_candidates: int = STATIC_CANDIDATES
     text_candidates: int = TEXT_CANDIDATES
     normalization: int = TEXT_NORMALIZATION
 
@@ -84,6 +94,7 @@ def build_candidate_sql(query: CandidateQuery) -> tuple[str, list[Any]]:
     join, where = _filter_sql(query.filters, params)
     ctes: list[str] = []
     qvec = params.add(vector) if vector is not None else None
+    svec = params.add(HalfVector(query.static_vector)) if query.static_vector is not None else None
     norm = params.add(query.normalization) if text else None
     placeholders: dict[str, tuple[str, str]] = {}
 
@@ -107,8 +118,16 @@ def build_candidate_sql(query: CandidateQuery) -> tuple[str, list[Any]]:
                 WHERE {where}
                 ORDER BY c.embedding <=> {qvec} LIMIT {params.add(query.vector_candidates)})"""
         )
+    if svec and query.static_search:
+        ctes.append(
+            f"""svec AS MATERIALIZED (
+                SELECT c.id, c.static_embedding <=> {svec} AS distance
+                FROM chunks c{join}
+                WHERE {where}
+                ORDER BY c.static_embedding <=> {svec} LIMIT {params.add(query.static_candidates)})"""
+        )
     # When even the rarest terms are everywhere they cannot pick candidates worth ranking; vectors can.
-    if text and (qvec is None or text.estimated_rows <= text.budget):
+    if text and ((qvec is None and svec is None) or text.estimated_rows <= text.budget):
         match = params.add(text.match_query)
         # Each rank call reads (detoasts) the row's tsvector again: one plain ts_rank on the rare terms
         # picks the candidates, and only they get the per-term IDF rank below.
@@ -136,16 +155,21 @@ def build_candidate_sql(query: CandidateQuery) -> tuple[str, list[Any]]:
         return "", []
     names = [cte.split(" ", 1)[0] for cte in ctes]
     cosine = f"1 - COALESCE(vec.distance, c.embedding <=> {qvec})" if qvec else "NULL::float8"
+    static = f"1 - COALESCE(svec.distance, c.static_embedding <=> {svec})" if svec else "NULL::float8"
     # Rows were picked by their rare terms (cheap); every candidate is scored on all terms.
     text_rank = rank("c.tsv") if text else "0::float8"
-    joins = "".join(f" LEFT JOIN {name} ON {name}.id = c.id" for name in ("vec", "lex") if name in names)
+    joins = "".join(f" LEFT JOIN {name} ON {name}.id = c.id" for name in ("vec", "svec", "lex") if name in names)
     # No `embedding IS NOT NULL` filter above: it would steer the planner away from the HNSW index.
-    union = " UNION ".join(f"SELECT id FROM {n}" + (" WHERE distance IS NOT NULL" if n == "vec" else "") for n in names)
+    union = " UNION ".join(
+        f"SELECT id FROM {n}" + (" WHERE distance IS NOT NULL" if n in ("vec", "svec") else "") for n in names
+    )
     sql = f"""
         WITH {", ".join(ctes)}, ids AS ({union})
         SELECT c.id, c.file_id, c.repository_id, f.rel_path, c.start_line, c.end_line, c.symbol, c.kind,
-               c.language, c.content_hash, ({cosine})::float8 AS cosine, ({text_rank})::float8 AS text_rank,
+               c.language, c.role, c.content_hash, ({cosine})::float8 AS cosine,
+               ({static})::float8 AS static_cosine, ({text_rank})::float8 AS text_rank,
                {"vec.id IS NOT NULL" if "vec" in names else "FALSE"} AS from_vector,
+               {"svec.id IS NOT NULL" if "svec" in names else "FALSE"} AS from_static,
                {"lex.id IS NOT NULL" if "lex" in names else "FALSE"} AS from_text
         FROM ids JOIN chunks c ON c.id = ids.id JOIN files f ON f.id = c.file_id{joins}
         WHERE NOT f.is_deleted
@@ -162,8 +186,9 @@ async def fetch_candidates(conn: Conn, query: CandidateQuery) -> list[Candidate]
     # Plans must see the actual filter and vector: a generic plan cannot tell a selective path glob
     # (exact search over few rows) from a broad one (HNSW).
     settings = ["SET LOCAL enable_seqscan = off", "SET LOCAL plan_cache_mode = force_custom_plan"]
-    if query.vector is not None:
-        settings.append(f"SET LOCAL hnsw.ef_search = {max(HNSW_MIN_EF_SEARCH, int(query.vector_candidates))}")
+    if query.vector is not None or query.static_vector is not None:
+        wanted = max(query.vector_candidates, query.static_candidates)
+        settings.append(f"SET LOCAL hnsw.ef_search = {max(HNSW_MIN_EF_SEARCH, int(wanted))}")
         if query.filters.any:  # filters make HNSW skip rows: keep scanning until enough pass (pgvector ≥ 0.8)
             settings.append("SET LOCAL hnsw.iterative_scan = relaxed_order")
     async with conn.transaction(readonly=True):
@@ -180,11 +205,14 @@ async def fetch_candidates(conn: Conn, query: CandidateQuery) -> list[Candidate]
             symbol=r["symbol"],
             kind=r["kind"],
             language=r["language"],
+            role=r["role"],
             content_hash=r["content_hash"],
             cosine=r["cosine"],
+            static_cosine=r["static_cosine"],
             text_raw=float(r["text_rank"] or 0.0),
             from_vector=r["from_vector"],
             from_text=r["from_text"],
+            from_static=r["from_static"],
         )
         for r in rows
     ]

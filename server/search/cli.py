@@ -36,7 +36,7 @@ async def run_search(args: argparse.Namespace, settings: Settings) -> int:
             app.resolver.set_working_directory(_SESSION, Path.cwd(), process_wide=True)
         request = SearchRequest(
             query=args.query, project_id=args.project, repository=args.repository, language=args.language,
-            path_glob=args.path_glob, limit=args.limit, context_lines=args.context_lines,
+            path_glob=args.path_glob, limit=args.limit, context_lines=args.context_lines, scope=args.scope,
         )  # fmt: skip
         response = await CodeSearch.from_app(app).search(request, session_key=_SESSION)
     except (SearchError, UnknownProjectError, InvalidNameError, ProjectConfigError) as exc:
@@ -57,7 +57,8 @@ def print_response(response: SearchResponse, console: Console) -> None:
     console.print(
         f"[bold]{n}[/bold] result{'' if n == 1 else 's'} for [cyan]{escape(response.query)}[/cyan] "
         f"in project [bold]{escape(response.project_id)}[/bold] ({mode}, "
-        f"{response.embedding_coverage:.0%} embedded, {response.took_ms:.0f} ms)"
+        f"{response.embedding_coverage:.0%} embedded, static {response.static_coverage:.0%}, "
+        f"{response.took_ms:.0f} ms)"
     )
     if response.notice:
         console.print(f"[yellow]{escape(response.notice)}[/yellow]")
@@ -71,11 +72,13 @@ def _render_hit(rank: int, hit: SearchHit) -> Panel:
         (f"{hit.file_path}:{hit.start_line}", "bold green"),
         (f"-{hit.end_line}", "green"),
         (f"  {hit.symbol}" if hit.symbol else "", "bold magenta"),
-        (f"  {hit.kind}, {hit.language}", "dim"),
+        (f"  {hit.kind}, {hit.language}" + ("" if hit.role == "code" else f", {hit.role}"), "dim"),
     )
     parts = [f"score {hit.score:.3f}"]
     if hit.scores.cosine is not None:
         parts.append(f"cosine {hit.scores.cosine:.3f}")
+    if hit.scores.static is not None:
+        parts.append(f"static {hit.scores.static:.3f}")
     parts.append(f"text {hit.scores.text:.3f}")
     if hit.scores.identifier:
         parts.append(f"name match +{hit.scores.identifier:.2f}")

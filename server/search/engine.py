@@ -1,19 +1,22 @@
-"""Hybrid code search: HNSW cosine similarity and PostgreSQL full text over code-aware tokens.
+"""Hybrid code search: two vector tiers, PostgreSQL full text over code-aware tokens, a re-rank.
 
 `CodeSearch.search` validates the request (`request`), picks the repositories (`repositories`),
-embeds the query, plans the full-text side (`textplan`), gathers candidates from vectors, full
-text and symbol names in one statement (`candidates`), blends and dedupes them (`ranking`) and
-adds each hit's content and context lines (`context`). Measured quality and latency:
-bench/README.md.
+embeds the query twice (the static tier and the transformer), plans the full-text side
+(`textplan`), gathers candidates from both vector tiers, full text and symbol names in one
+statement (`candidates`), blends them with role priors for what the query seeks (`ranking`,
+`intent`), re-ranks the best with the transformer, embedding those still without a transformer
+vector (`rerank`), dedupes, and adds each hit's content and context lines (`context`). Measured
+quality and latency: bench/README.md.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -21,14 +24,17 @@ import numpy.typing as npt
 from server.db.cluster import Cluster, Conn
 from server.db.registry import EmbedderMismatchError, Project, Registry
 from server.embeddings import Embedder, EmbeddingError
+from server.embeddings.base import Vectors
 from server.indexer.tokens import query_tokens
 from server.projects import ProjectResolver
 from server.search.candidates import CandidateQuery, Filters, fetch_candidates
 from server.search.context import fetch_details, read_contexts
+from server.search.intent import intent_of
 from server.search.models import ScoreParts, SearchHit, SearchMode, SearchResponse
-from server.search.ranking import VECTOR_WEIGHT, Candidate, dedupe, fuse
+from server.search.ranking import DEFAULT_WEIGHTS, Candidate, Weights, dedupe, fuse
 from server.search.repositories import Repository, RepositoryCounts, select_repositories
-from server.search.request import SearchError, SearchRequest, glob_to_regex, identifier_of
+from server.search.request import Scope, SearchError, SearchRequest, glob_to_regex, identifier_of, scope_roles
+from server.search.rerank import RERANK_CANDIDATES, embed_missing
 from server.search.textplan import (
     TEXT_MATCH_BUDGET,
     TEXT_ONLY_MATCH_BUDGET,
@@ -45,18 +51,24 @@ STATS_TTL_SECONDS = 120.0
 STATS_RETRY_SECONDS = 5.0
 
 
-def _coverage_notice(mode: SearchMode, coverage: float, reason: str | None) -> str | None:
+class StaticTier(Protocol):
+    """The static embedder as search uses it (server/embeddings/static.py)."""
+
+    def embed(self, texts: Sequence[str]) -> Vectors: ...
+
+
+def _coverage_notice(mode: SearchMode, transformer: float, static: float, reason: str | None) -> str | None:
     if reason:
         return reason
     if mode == "text_only":
         return (
-            "No embeddings stored yet: results come from full-text search only. Semantic ranking starts "
-            "as soon as indexing has embedded chunks."
+            "No vectors stored yet: results come from full-text search only. Semantic ranking starts "
+            "as soon as indexing has stored chunks with vectors."
         )
-    if coverage < 1.0:
+    if static < 1.0 and transformer < 1.0:
         return (
-            f"Embeddings are still being computed ({coverage:.0%} done): chunks without one are found "
-            "by full text only."
+            f"Vectors are still being computed ({max(static, transformer):.0%} of chunks have one): chunks "
+            "without one are found by full text only."
         )
     return None
 
@@ -72,19 +84,23 @@ class CodeSearch:
         registry: Registry,
         resolver: ProjectResolver,
         embedder: Embedder,
-        vector_weight: float = VECTOR_WEIGHT,
+        static: StaticTier | None = None,
+        weights: Weights = DEFAULT_WEIGHTS,
+        rerank: int = RERANK_CANDIDATES,
     ) -> None:
         self.cluster = cluster
         self.registry = registry
         self.resolver = resolver
         self.embedder = embedder
-        self.vector_weight = vector_weight
+        self.static = static
+        self.weights = weights
+        self.rerank = rerank
         self._stats: dict[str, tuple[float, TermStats | None]] = {}
         self._counts = RepositoryCounts()
         self._embedder_checked: dict[str, float] = {}  # database -> when its embedder last matched ours
 
     @classmethod
-    def from_app(cls, app: App, *, vector_weight: float = VECTOR_WEIGHT) -> CodeSearch:
+    def from_app(cls, app: App, *, weights: Weights = DEFAULT_WEIGHTS) -> CodeSearch:
         """Over a started `App`'s collaborators (a restarted App has new ones: build again)."""
         assert app.cluster is not None, "App.start() first"
         return cls(
@@ -92,7 +108,8 @@ class CodeSearch:
             registry=app.registry,
             resolver=app.resolver,
             embedder=app.embedder,
-            vector_weight=vector_weight,
+            static=app.static_embedder,
+            weights=weights,
         )
 
     async def term_stats(self, project: Project, conn: Conn) -> TermStats | None:
@@ -105,7 +122,7 @@ class CodeSearch:
         return cached[1]
 
     async def embed_query(self, project: Project, query: str) -> tuple[npt.NDArray[np.float32] | None, str | None]:
-        """The query's vector, or None with the reason why semantic ranking is off."""
+        """The query's transformer vector, or None with the reason why it is not used."""
         try:
             checked = self._embedder_checked.get(project.database_name)
             if checked is None or time.monotonic() - checked > STATS_TTL_SECONDS:
@@ -113,10 +130,15 @@ class CodeSearch:
                 self._embedder_checked[project.database_name] = time.monotonic()
             vectors = await self.embedder.embed([query])
         except EmbedderMismatchError as exc:
-            return None, f"Full-text results only: {exc}"
+            return None, f"Transformer ranking is off: {exc}"
         except EmbeddingError as exc:
-            return None, f"Full-text results only: the query could not be embedded ({exc})"
+            return None, f"Transformer ranking is off: the query could not be embedded ({exc})"
         return np.asarray(vectors[0], dtype=np.float32), None
+
+    def embed_static(self, query: str) -> npt.NDArray[np.float32] | None:
+        if self.static is None:
+            return None
+        return np.asarray(self.static.embed([query])[0], dtype=np.float32)
 
     async def search(self, request: SearchRequest, *, session_key: str | None = None) -> SearchResponse:
         started = time.perf_counter()
@@ -132,35 +154,47 @@ class CodeSearch:
                 )
             chosen = select_repositories(repositories, req.repository, project.id)
             total = sum(r.chunks for r in chosen)
-            embedded = total - sum(r.unembedded for r in chosen)
-            coverage = embedded / total if total else 0.0
-            reason: str | None = None
+            transformer = (total - sum(r.unembedded for r in chosen)) / total if total else 0.0
+            static = (total - sum(r.unstatic for r in chosen)) / total if total else 0.0
+            static_vector = await asyncio.to_thread(self.embed_static, req.query) if static > 0 else None
             vector: npt.NDArray[np.float32] | None = None
-            if embedded > 0:
+            reason: str | None = None
+            if transformer > 0 or static_vector is not None:  # else nothing to compare it with, nor re-rank
                 vector, reason = await self.embed_query(project, req.query)
-            mode: SearchMode = "hybrid" if vector is not None else "text_only"
+            semantic = (vector is not None and transformer > 0) or static_vector is not None
+            mode: SearchMode = "hybrid" if semantic else "text_only"
             identifier = identifier_of(req.query)
+            intent = intent_of(req.query, identifier=identifier is not None)
             stats = await self.term_stats(project, conn)
-            budget = TEXT_MATCH_BUDGET if vector is not None else TEXT_ONLY_MATCH_BUDGET
+            budget = TEXT_MATCH_BUDGET if semantic else TEXT_ONLY_MATCH_BUDGET
             plan = plan_text_query(query_tokens(req.query), stats, budget)
+            scope = cast(Scope, req.scope)
             filters = Filters(
                 repository_ids=[r.id for r in chosen] if len(chosen) < len(repositories) else None,
                 language=req.language,
                 path_regex=glob_to_regex(req.path_glob) if req.path_glob else None,
+                roles=scope_roles(scope),
             )
             candidate_query = CandidateQuery(
-                vector=vector, text=plan, identifier=identifier,
+                vector=vector if transformer > 0 else None, static_vector=static_vector,
+                static_search=transformer < 1.0, text=plan, identifier=identifier,
                 identifier_query=plan_identifier(identifier, stats), filters=filters,
             )  # fmt: skip
             candidates = await fetch_candidates(conn, candidate_query)
-            ranked = dedupe(fuse(candidates, self.vector_weight if vector is not None else 0.0), req.limit)
-            hits = await self._hits(conn, ranked, {r.id: r for r in chosen}, req.context_lines)
-        notice = _coverage_notice(mode, coverage, reason)
+            ranked = fuse(candidates, self.weights, intent, semantic=semantic)
+            reranked = 0
+            if vector is not None and semantic and self.rerank > 0:
+                reranked = await embed_missing(conn, ranked[: self.rerank], vector, self.embedder)
+                if reranked:
+                    ranked = fuse(ranked, self.weights, intent)
+            hits = await self._hits(conn, dedupe(ranked, req.limit), {r.id: r for r in chosen}, req.context_lines)
+        notice = _coverage_notice(mode, transformer, static, reason)
         if not hits and filters.any:
             notice = (notice + " " if notice else "") + "Nothing matched within the given filters."
         return SearchResponse(
-            query=req.query, project_id=project.id, mode=mode, embedding_coverage=round(coverage, 4),
-            notice=notice, identifier_query=identifier is not None, total_chunks=total, results=hits,
+            query=req.query, project_id=project.id, mode=mode, embedding_coverage=round(transformer, 4),
+            static_coverage=round(static, 4), intent=intent, scope=scope, reranked=reranked, notice=notice,
+            identifier_query=identifier is not None, total_chunks=total, results=hits,
             took_ms=round((time.perf_counter() - started) * 1000, 2),
         )  # fmt: skip
 
@@ -190,12 +224,16 @@ class CodeSearch:
                     symbol=c.symbol,
                     kind=c.kind,
                     language=c.language,
+                    role=c.role,
                     score=round(c.score, 6),
                     scores=ScoreParts(
                         cosine=None if c.cosine is None else round(c.cosine, 6),
+                        static=None if c.static_cosine is None else round(c.static_cosine, 6),
+                        static_scaled=None if c.static is None else round(c.static, 6),
                         text=round(c.text, 6),
                         text_raw=round(c.text_raw, 6),
                         identifier=c.identifier,
+                        prior=c.prior,
                     ),
                     content=details[c.id]["content"],
                     context_before=ctx.before,

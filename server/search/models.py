@@ -6,21 +6,33 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from server.indexer.roles import Role
+from server.search.intent import Intent
+from server.search.request import Scope
+
 SearchMode = Literal["hybrid", "text_only"]
 ContextSource = Literal["file", "index", "none"]
 
 
 class ScoreParts(BaseModel):
-    """How a result's score was made: `score = 0.85·cosine + 0.15·text + identifier` (hybrid mode) or
-    `score = text + identifier` (text_only mode)."""
+    """How a result's score was made: `score = w_t·cosine + w_s·static + w_x·text + identifier + prior`
+    (hybrid mode; a missing cosine is stood in for by the static cosine) or `score = text + identifier +
+    prior` (text_only mode)."""
 
     cosine: float | None = Field(
-        description="Cosine similarity to the query; None in text_only mode or while the chunk has no vector "
-        "yet (the score then uses a stand-in between the weakest and best candidates' cosines, by text rank)"
+        description="Transformer cosine similarity to the query; None in text_only mode or when the chunk has "
+        "no transformer vector yet and was not among the re-ranked candidates"
+    )
+    static: float | None = Field(description="Static-tier cosine similarity to the query (None without one)")
+    static_scaled: float | None = Field(
+        default=None,
+        description="The static cosine mapped onto the transformer cosines' scale for this query "
+        "(what the blend uses; the cosine stands in when it is None)",
     )
     text: float = Field(description="Full-text rank normalised by the best full-text rank among the candidates (0–1)")
     text_raw: float = Field(description="Σ idf(term)·ts_rank over code-aware tokens (PostgreSQL full text)")
     identifier: float = Field(description="Boost when the query names this chunk's symbol (0 when it does not)")
+    prior: float = Field(description="Role prior: what the query seeks (code, docs, tests) against what the chunk is")
 
 
 class SearchHit(BaseModel):
@@ -33,6 +45,7 @@ class SearchHit(BaseModel):
     symbol: str | None = Field(description="Qualified name such as `Parser.parse`, when the chunk defines one")
     kind: str = Field(description="function, method, class, module, section, window, ...")
     language: str
+    role: Role = Field(description="code (implementation), test or docs: what the file is for")
     score: float
     scores: ScoreParts
     content: str
@@ -48,7 +61,11 @@ class SearchResponse(BaseModel):
     query: str
     project_id: str
     mode: SearchMode = Field(description="hybrid: vectors + full text; text_only: no vectors stored yet")
-    embedding_coverage: float = Field(description="Share of the searched chunks that have a vector (0–1)")
+    embedding_coverage: float = Field(description="Share of the searched chunks with a transformer vector (0–1)")
+    static_coverage: float = Field(description="Share of the searched chunks with a static-tier vector (0–1)")
+    intent: Intent = Field(description="What the query seeks, which orders roles: code, docs or test")
+    scope: Scope = Field(description="The roles searched: all, code, tests or docs")
+    reranked: int = Field(description="Candidates embedded by the transformer for this query (0 once all have one)")
     notice: str | None = Field(default=None, description="Set when results may be incomplete, and why")
     identifier_query: bool = Field(description="True when the query looked like an identifier (definitions first)")
     total_chunks: int = Field(description="Chunks in the searched repositories")

@@ -26,7 +26,8 @@ FROM repositories r ORDER BY r.name, r.id
 _COUNTS_SQL = """
 SELECT r.id,
        (SELECT count(*) FROM chunks c WHERE c.repository_id = r.id) AS chunks,
-       (SELECT count(*) FROM chunks c WHERE c.repository_id = r.id AND c.embedding IS NULL) AS unembedded
+       (SELECT count(*) FROM chunks c WHERE c.repository_id = r.id AND c.embedding IS NULL) AS unembedded,
+       (SELECT count(*) FROM chunks c WHERE c.repository_id = r.id AND c.static_embedding IS NULL) AS unstatic
 FROM repositories r
 """
 
@@ -37,18 +38,20 @@ class Repository:
     name: str
     root_path: str
     chunks: int
-    unembedded: int
+    unembedded: int  # without a transformer vector
+    unstatic: int  # without a static-tier vector
 
 
 @dataclass(frozen=True, slots=True)
 class _Counts:
     checked_at: float
     writes: tuple[int, ...]
-    by_repository: dict[uuid.UUID, tuple[int, int]]  # id -> (chunks, unembedded)
+    by_repository: dict[uuid.UUID, tuple[int, int, int]]  # id -> (chunks, unembedded, unstatic)
 
 
 class RepositoryCounts:
-    """Chunk and unembedded-chunk counts per repository, recounted only after writes to `chunks`
+    """Chunk counts per repository (all, without a transformer vector, without a static vector),
+    recounted only after writes to `chunks`
     (PostgreSQL's cumulative statistics report them within about a second), at most every
     `min_interval` seconds (while indexing writes never stop), and at least every `ttl` seconds."""
 
@@ -70,10 +73,10 @@ class RepositoryCounts:
             or any(r["id"] not in cached.by_repository for r in rows)
         ):
             counted = await conn.fetch(_COUNTS_SQL)
-            cached = _Counts(now, writes, {r["id"]: (r["chunks"], r["unembedded"]) for r in counted})
+            cached = _Counts(now, writes, {r["id"]: (r["chunks"], r["unembedded"], r["unstatic"]) for r in counted})
             self._cache[key] = cached
         return [
-            Repository(r["id"], r["name"], r["root_path"], *cached.by_repository.get(r["id"], (0, 0))) for r in rows
+            Repository(r["id"], r["name"], r["root_path"], *cached.by_repository.get(r["id"], (0, 0, 0))) for r in rows
         ]
 
 

@@ -4,10 +4,27 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal, get_args
+
+from server.indexer.roles import Role
 
 MAX_LIMIT = 50
 MAX_CONTEXT_LINES = 20
 MAX_QUERY_CHARS = 1_000
+
+Scope = Literal["all", "code", "tests", "docs"]
+SCOPES: tuple[Scope, ...] = get_args(Scope)
+_SCOPE_ROLES: dict[Scope, tuple[Role, ...] | None] = {
+    "all": None,
+    "code": ("code",),
+    "tests": ("test",),
+    "docs": ("docs",),
+}
+
+
+def scope_roles(scope: Scope) -> tuple[Role, ...] | None:
+    """The file roles a scope searches (None: every role)."""
+    return _SCOPE_ROLES[scope]
 
 
 class SearchError(ValueError):
@@ -23,6 +40,7 @@ class SearchRequest:
     path_glob: str | None = None
     limit: int = 10
     context_lines: int = 2
+    scope: str = "all"
 
     def validated(self) -> SearchRequest:
         query = self.query.strip()
@@ -39,7 +57,10 @@ class SearchRequest:
         if glob is not None:
             glob_to_regex(glob)  # raises SearchError on a malformed pattern
         repository = (self.repository or "").strip() or None
-        return SearchRequest(query, self.project_id, repository, language, glob, self.limit, self.context_lines)
+        scope = (self.scope or "all").strip().lower()
+        if scope not in SCOPES:
+            raise SearchError(f"scope must be one of {', '.join(SCOPES)}, got {self.scope!r}")
+        return SearchRequest(query, self.project_id, repository, language, glob, self.limit, self.context_lines, scope)
 
 
 def glob_to_regex(glob: str) -> str:

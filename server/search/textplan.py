@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from server.db.cluster import Conn
-from server.indexer.tokens import MAX_TOKEN_CHARS
+from server.indexer.tokens import MAX_TOKEN_CHARS, identifier_lexeme
 
 TEXT_MATCH_BUDGET = 1_000  # rows whose tsvector is ranked, by the planner's estimate ...
 TEXT_ONLY_MATCH_BUDGET = 3_000  # ... and when full text works alone (no query embedding, no HNSW)
@@ -105,7 +105,7 @@ def plan_identifier(identifier: str | None, stats: TermStats | None) -> str | No
     there is none or it is so common that checking every match would be slow (`get`, `self`)."""
     if not identifier:
         return None
-    parts = [p.replace("_", "").lower() for p in identifier.split(".")]
+    parts = [identifier_lexeme(p) for p in identifier.split(".")]
     if not all(0 < len(p) <= MAX_TOKEN_CHARS for p in parts):
         return None
     if stats is not None and stats.rows > IDENTIFIER_MATCH_BUDGET:

@@ -18,6 +18,7 @@ from server.embeddings.base import Vectors
 from server.indexer.pipeline import index_repository
 from server.search.engine import CodeSearch
 from server.search.models import SearchHit, SearchResponse
+from server.search.ranking import DEFAULT_WEIGHTS as W
 from server.search.request import SearchError, SearchRequest
 
 pytestmark = pytest.mark.integration
@@ -365,8 +366,11 @@ async def test_hybrid_ranking_identifiers_and_natural_language(app: App, repo: P
         assert any(p == want_path and want_symbol in (None, s) for p, s in top3), (query, top3)
         assert_no_overlaps(response.results)
         for hit in response.results:
-            assert hit.scores.cosine is not None
-            assert hit.score == pytest.approx(0.85 * hit.scores.cosine + 0.15 * hit.scores.text, abs=1e-5)
+            parts = hit.scores
+            assert parts.cosine is not None
+            static = parts.static_scaled if parts.static_scaled is not None else parts.cosine
+            blend = W.transformer * parts.cosine + W.static * static + W.text * parts.text
+            assert hit.score == pytest.approx(blend + parts.identifier + parts.prior, abs=1e-5)
 
     hit = (await search(app, "where do we retry failed HTTP requests", project_id)).results[0]
     source = (repo / hit.file_path).read_text().split("\n")
@@ -494,9 +498,13 @@ async def test_text_only_before_embeddings(app: App, repo: Path, project_id: str
     partial = await CodeSearch.from_app(app).search(SearchRequest("slugify title", project_id=project_id))
     assert partial.mode == "hybrid" and 0.0 < partial.embedding_coverage < 1.0
     assert partial.notice and "still being computed" in partial.notice
-    assert counting.calls == [1]
+    # The query, then the re-rank: slugify, found by full text without a vector, is embedded now and kept.
+    assert counting.calls == [1, 1] and partial.reranked == 1
     slug = [h for h in partial.results if h.symbol == "slugify"]
-    assert slug and slug[0].scores.cosine is None and partial.results[0].symbol == "slugify"
+    assert slug and slug[0].scores.cosine is not None and partial.results[0].symbol == "slugify"
+    assert await pool.fetchval("SELECT count(*) FROM chunks WHERE symbol = 'slugify' AND embedding IS NULL") == 0
+    again = await CodeSearch.from_app(app).search(SearchRequest("slugify title", project_id=project_id))
+    assert again.reranked == 0 and counting.calls == [1, 1, 1]  # only the query this time
 
 
 async def test_deleted_and_changed_files(app: App, repo: Path, project_id: str) -> None:

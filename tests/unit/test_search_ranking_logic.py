@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import uuid
 from typing import Any
@@ -9,9 +10,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from server.indexer.roles import Role
 from server.search.candidates import CandidateQuery, Filters, build_candidate_sql
 from server.search.context import _context_from_chunks
-from server.search.ranking import Candidate, dedupe, fuse, identifier_boost
+from server.search.ranking import DEFAULT_WEIGHTS, Candidate, Weights, dedupe, fuse, identifier_boost
 from server.search.request import MAX_LIMIT, SearchError, SearchRequest, glob_to_regex, identifier_of
 from server.search.textplan import TermStats, plan_identifier, plan_text_query
 
@@ -22,12 +24,25 @@ REPO = uuid.UUID(int=1)
 
 def cand(id: int, *, file_id: int = 1, lines: tuple[int, int] = (1, 5), cosine: float | None = 0.5,
          text_raw: float = 0.0, symbol: str | None = None, kind: str = "function", content_hash: str | None = None,
-         from_vector: bool = True, from_text: bool = False, identifier: float = 0.0) -> Candidate:  # fmt: skip
+         from_vector: bool = True, from_text: bool = False, identifier: float = 0.0, role: Role = "code",
+         static_cosine: float | None = None) -> Candidate:  # fmt: skip
     return Candidate(
         id=id, file_id=file_id, repository_id=REPO, rel_path=f"f{file_id}.py", start_line=lines[0],
-        end_line=lines[1], symbol=symbol, kind=kind, language="python", content_hash=content_hash or f"h{id}",
-        cosine=cosine, text_raw=text_raw, from_vector=from_vector, from_text=from_text, identifier=identifier,
+        end_line=lines[1], symbol=symbol, kind=kind, language="python", role=role,
+        content_hash=content_hash or f"h{id}", cosine=cosine, static_cosine=static_cosine, text_raw=text_raw,
+        from_vector=from_vector, from_text=from_text, identifier=identifier,
     )  # fmt: skip
+
+
+NO_PRIORS = Weights(
+    code_seeking_test=0.0, code_seeking_docs=0.0, code_seeking_non_definition=0.0, docs_seeking_docs=0.0,
+    docs_seeking_test=0.0, test_seeking_test=0.0, test_seeking_docs=0.0,
+)  # fmt: skip
+
+
+def blend(vector_weight: float) -> Weights:
+    """Transformer cosine and normalised text only, weighted w and 1 − w."""
+    return dataclasses.replace(NO_PRIORS, transformer=vector_weight, static=0.0, text=1.0 - vector_weight)
 
 
 # --- path globs ---------------------------------------------------------------------------------------
@@ -155,11 +170,11 @@ def test_fuse_blends_cosine_with_normalised_text_rank() -> None:
     a = cand(1, cosine=0.80, text_raw=0.0)
     b = cand(2, cosine=0.70, text_raw=4.0, from_text=True)
     c = cand(3, cosine=0.75, text_raw=2.0, from_text=True)
-    ranked = fuse([a, b, c], 0.85)
+    ranked = fuse([a, b, c], blend(0.85))
     assert [x.id for x in ranked] == [2, 3, 1]
     assert b.text == 1.0 and c.text == 0.5
     assert b.score == pytest.approx(0.85 * 0.70 + 0.15)
-    only_vectors = fuse([a, b, c], 1.0)
+    only_vectors = fuse([a, b, c], blend(1.0))
     assert [x.id for x in only_vectors] == [1, 3, 2]
 
 
@@ -168,7 +183,7 @@ def test_chunks_without_vectors_get_a_cosine_between_weakest_and_best_by_text_ra
     strong = cand(2, cosine=0.90)
     best_text = cand(3, cosine=None, text_raw=4.0, from_vector=False, from_text=True)
     half_text = cand(4, cosine=None, text_raw=2.0, from_vector=False, from_text=True)
-    ranked = fuse([weakest, strong, best_text, half_text], 0.85)
+    ranked = fuse([weakest, strong, best_text, half_text], blend(0.85))
     assert best_text.score == pytest.approx(0.85 * 0.90 + 0.15)
     assert half_text.score == pytest.approx(0.85 * 0.60 + 0.15 * 0.5)
     assert [c.id for c in ranked] == [3, 2, 4, 1]
@@ -177,7 +192,53 @@ def test_chunks_without_vectors_get_a_cosine_between_weakest_and_best_by_text_ra
 def test_identifier_boost_wins_over_blend() -> None:
     plain = cand(1, cosine=0.99, text_raw=9.0, from_text=True)
     named = cand(2, cosine=0.10, identifier=1.0)
-    assert [x.id for x in fuse([plain, named], 0.85)] == [2, 1]
+    assert [x.id for x in fuse([plain, named], blend(0.85))] == [2, 1]
+
+
+def test_static_cosines_are_mapped_onto_the_transformer_scale_per_query() -> None:
+    # Static cosines live on another scale (here around 0.1); z-scored over the candidates and given the
+    # transformer cosines' mean and spread, the best static match lands at the transformer's best.
+    a = cand(1, cosine=0.60, static_cosine=0.05)
+    b = cand(2, cosine=0.80, static_cosine=0.15)
+    c = cand(3, cosine=None, static_cosine=0.15, from_vector=False)
+    fuse([a, b, c], dataclasses.replace(NO_PRIORS, transformer=0.5, static=0.5, text=0.0))
+    assert c.static == pytest.approx(b.static) and c.static is not None and a.static is not None
+    assert a.static < 0.70 < c.static  # the transformer mean is 0.70
+    # Without a transformer vector the mapped static score stands in for the transformer cosine.
+    assert c.score == pytest.approx(c.static)
+
+
+def test_only_static_vectors_rank_by_static_cosine() -> None:
+    weak = cand(1, cosine=None, static_cosine=0.10, from_vector=False)
+    strong = cand(2, cosine=None, static_cosine=0.30, from_vector=False)
+    ranked = fuse([weak, strong], NO_PRIORS)
+    assert [x.id for x in ranked] == [2, 1]
+    assert strong.static == pytest.approx(0.30)  # no transformer scale to map onto: unchanged
+
+
+@pytest.mark.parametrize(
+    ("intent", "order"),
+    [("code", ["code", "test", "docs"]), ("docs", ["docs", "code", "test"]), ("test", ["test", "code", "docs"])],
+)
+def test_role_priors_order_equal_candidates_by_what_the_query_seeks(intent: str, order: list[str]) -> None:
+    roles: list[Role] = ["docs", "test", "code"]
+    items = [cand(i, file_id=i, cosine=0.5, role=role) for i, role in enumerate(roles)]
+    ranked = fuse(items, DEFAULT_WEIGHTS, intent)  # type: ignore[arg-type]
+    assert [c.role for c in ranked] == order
+
+
+def test_a_clearly_better_docs_answer_still_beats_code_for_a_code_query() -> None:
+    code = cand(1, file_id=1, cosine=0.40, role="code")
+    docs = cand(2, file_id=2, cosine=0.70, role="docs")
+    assert [c.id for c in fuse([code, docs], DEFAULT_WEIGHTS, "code")] == [2, 1]
+
+
+def test_text_only_mode_ranks_by_text_identifier_and_prior() -> None:
+    a = cand(1, cosine=None, text_raw=1.0, from_vector=False, from_text=True)
+    b = cand(2, cosine=None, text_raw=2.0, from_vector=False, from_text=True, role="test")
+    ranked = fuse([a, b], DEFAULT_WEIGHTS, "code", semantic=False)
+    assert b.score == pytest.approx(1.0 + DEFAULT_WEIGHTS.code_seeking_test)
+    assert [c.id for c in ranked] == [2, 1]
 
 
 def test_dedupe_drops_overlaps_and_other_parts_and_defers_copies() -> None:

