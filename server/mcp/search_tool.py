@@ -11,7 +11,7 @@ from server.app import App
 from server.mcp.errors import guard, session_key
 from server.search.engine import CodeSearch
 from server.search.models import SearchResponse
-from server.search.request import MAX_CONTEXT_LINES, MAX_LIMIT, SearchRequest
+from server.search.request import MAX_CONTEXT_LINES, MAX_LIMIT, Scope, SearchRequest
 
 
 def register_search_tool(mcp: FastMCP, app: App) -> None:
@@ -53,8 +53,15 @@ def register_search_tool(mcp: FastMCP, app: App) -> None:
         context_lines: Annotated[
             int, Field(ge=0, le=MAX_CONTEXT_LINES, description="Lines of context above and below each result")
         ] = 2,
+        scope: Annotated[
+            Scope,
+            Field(
+                description="Which files: all (default; implementation first for code questions, docs for "
+                '"how do I …" questions, tests when tests are asked for), code (implementation only), tests or docs'
+            ),
+        ] = "all",
         ctx: Context | None = None,
     ) -> SearchResponse:
         """Search indexed code by meaning and by name (vectors and full text, blended)."""
-        request = SearchRequest(query, project_id, repository, language, path_glob, limit, context_lines)
+        request = SearchRequest(query, project_id, repository, language, path_glob, limit, context_lines, scope)
         return await guard(current_engine().search(request, session_key=session_key(ctx)))
