@@ -21,7 +21,8 @@ from pathlib import Path
 
 from server.app import App
 from server.indexer import store
-from server.indexer.pipeline import Progress, index_repository, shutdown_executor
+from server.indexer.pipeline import Progress, index_repository
+from server.indexer.prepare import shutdown_executor
 from server.settings import Settings
 
 HERE = Path(__file__).resolve().parent

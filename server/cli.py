@@ -98,7 +98,9 @@ async def _index(args: argparse.Namespace, settings: Settings) -> int:
             task = bar.add_task("starting", total=100, phase="scanning")
 
             async def show(p: IndexProgress) -> None:
-                bar.update(task, completed=p.percentage, description=p.message, phase=p.phase)
+                tiers = f"static {p.static_coverage:.0%} · transformer {p.transformer_coverage:.0%}"
+                eta = f" · ETA {p.eta_seconds:.0f}s" if p.eta_seconds is not None else ""
+                bar.update(task, completed=p.percentage, description=f"{p.message} [{tiers}{eta}]", phase=p.phase)
 
             result = await app.index(resolved.project, path, force_reindex=args.force, progress=show)
         summary = {

@@ -180,9 +180,33 @@ async def fill_from_cache(conn: Conn, repo_id: uuid.UUID) -> int:
     return int(status.split()[-1])
 
 
-async def count_unembedded(conn: Conn, repo_id: uuid.UUID) -> int:
-    n: int = await conn.fetchval("SELECT count(*) FROM chunks WHERE repository_id = $1 AND embedding IS NULL", repo_id)
-    return n
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    chunks: int
+    unembedded: int  # without a transformer vector
+    unstatic: int  # without a static vector
+
+    @property
+    def transformer(self) -> float:
+        return 1.0 - self.unembedded / self.chunks if self.chunks else 1.0
+
+    @property
+    def static(self) -> float:
+        return 1.0 - self.unstatic / self.chunks if self.chunks else 1.0
+
+
+async def coverage(conn: Conn, repo_id: uuid.UUID) -> Coverage:
+    """The repository's chunk counts per tier (index-only scans)."""
+    row = await conn.fetchrow(
+        """
+        SELECT (SELECT count(*) FROM chunks WHERE repository_id = $1) AS chunks,
+               (SELECT count(*) FROM chunks WHERE repository_id = $1 AND embedding IS NULL) AS unembedded,
+               (SELECT count(*) FROM chunks WHERE repository_id = $1 AND static_embedding IS NULL) AS unstatic
+        """,
+        repo_id,
+    )
+    assert row is not None
+    return Coverage(int(row["chunks"]), int(row["unembedded"]), int(row["unstatic"]))
 
 
 async def next_unembedded(

@@ -84,7 +84,10 @@ async def test_schema(mcp_client: Client[Any]) -> None:
     assert tool.output_schema is not None
     assert {"results", "mode", "embedding_coverage", "notice"} <= set(tool.output_schema["properties"])
     props = tool.input_schema["properties"]
-    assert set(props) == {"query", "project_id", "repository", "language", "path_glob", "limit", "context_lines"}
+    assert set(props) == {
+        "query", "project_id", "repository", "language", "path_glob", "limit", "context_lines", "scope",
+    }  # fmt: skip
+    assert props["scope"]["enum"] == ["all", "code", "tests", "docs"] and props["scope"]["default"] == "all"
     assert tool.input_schema["required"] == ["query"]
     assert (props["limit"]["minimum"], props["limit"]["maximum"], props["limit"]["default"]) == (1, 50, 10)
     assert props["context_lines"]["default"] == 2
@@ -143,6 +146,7 @@ async def test_project_from_the_session(app: App, indexed: Path, project_id: str
         ({"query": "x", "context_lines": 21}, "context_lines"),
         ({"query": "x", "repository": "missing-repo"}, "unknown repository 'missing-repo'"),
         ({"query": "x", "path_glob": "src/[abc"}, "path_glob"),
+        ({"query": "x", "scope": "examples"}, "scope"),
     ],
 )
 async def test_invalid_arguments(

@@ -148,12 +148,24 @@ async def test_progress_milestones_are_monotonic_and_survive_a_failing_callback(
 
     result = await app.index(project, repo, progress=callback)
     pcts = [p.percentage for p in seen]
-    assert pcts == sorted(pcts) and pcts[-1] == 100
-    scanned = next(p for p in seen if p.percentage == 10)
-    assert scanned.phase == "scanning" and scanned.files_scanned == 41
-    assert any(10 < p.percentage <= 50 and p.phase == "chunking" for p in seen)
-    assert any(50 < p.percentage <= 90 and p.phase == "embedding" for p in seen)
-    assert any(p.percentage == 95 and p.phase == "finalizing" for p in seen)
+    assert pcts == sorted(pcts) and pcts[-1] == 100 and all(p < 100 for p in pcts[:-1])
+    phases = [p.phase for p in seen]
+    assert phases[0] == "scanning" and phases[-1] == "done"
+    order = ["scanning", "storing", "embedding", "finalizing", "done"]
+    assert [order.index(p) for p in phases] == sorted(order.index(p) for p in phases)  # phases never go back
+    scanned = next(p for p in seen if p.phase == "scanning" and p.files_scanned)
+    assert scanned.files_scanned == 41 and scanned.files_to_index == 41
+    stored = [p for p in seen if p.phase == "storing"]
+    assert stored and stored[-1].files_indexed == 41 and stored[-1].searchable_at is None
+    embedding = [p for p in seen if p.phase == "embedding"]
+    assert embedding and all(p.searchable_at is not None for p in embedding)
+    coverage = [p.transformer_coverage for p in embedding]
+    assert coverage == sorted(coverage) and coverage[0] < 1.0
+    assert all(p.eta_seconds is not None and p.eta_seconds >= 0 for p in seen[1:-1])  # known once scanned
+    final = seen[-1]
+    assert final.transformer_coverage == 1.0 and final.eta_seconds is None
+    assert final.total_chunks == result.total_chunks and final.chunks_embedded == result.chunks_embedded > 0
+    assert "Indexed 41 changed files" in final.message and f"{result.total_chunks} chunks" in final.message
     assert result.files_indexed == 41
 
 

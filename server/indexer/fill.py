@@ -1,0 +1,51 @@
+"""The transformer tier, filled in behind the store: every chunk still without a transformer vector
+gets one, cached texts first, then by priority (implementation before tests and docs) and newest
+first within a priority, so recently changed files are covered soonest."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+import numpy as np
+
+from server.embeddings.base import Embedder
+from server.embeddings.text import embedding_text
+from server.indexer import store
+
+EMBED_BATCH = 128  # chunks read and written per round trip (the embedder batches within)
+
+Embedded = Callable[[int], Awaitable[None]]  # told how many chunks got a vector, after each batch
+
+
+async def fill_transformer_tier(pool: asyncpg.Pool, repo_id: uuid.UUID, embedder: Embedder, embedded: Embedded) -> int:
+    """Embed every chunk of the repository still without a transformer vector; returns how many."""
+    done = 0
+    async with pool.acquire() as conn:
+        priorities = await store.unembedded_priorities(conn, repo_id)
+    for priority in priorities:
+        below = 2**63 - 1
+        while True:
+            async with pool.acquire() as conn:
+                rows = await store.next_unembedded(conn, repo_id, priority, below, EMBED_BATCH)
+            if not rows:
+                break
+            below = rows[-1]["id"]
+            # Identical texts inside the batch are embedded once (the cache key is their hash).
+            unique: dict[str, str] = {}
+            for r in rows:
+                unique.setdefault(r["embed_hash"], embedding_text(r["rel_path"], r["symbol"], r["content"]))
+            hashes = list(unique)
+            vectors = await embedder.embed([unique[h] for h in hashes])
+            by_hash = dict(zip(hashes, vectors, strict=True))
+            async with pool.acquire() as conn:
+                await store.store_embeddings(
+                    conn,
+                    [r["id"] for r in rows],
+                    [r["embed_hash"] for r in rows],
+                    np.vstack([by_hash[r["embed_hash"]] for r in rows]).astype(np.float32),
+                )
+            done += len(rows)
+            await embedded(len(rows))
+    return done

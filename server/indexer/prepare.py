@@ -1,0 +1,135 @@
+"""The CPU side of indexing, run in worker processes: read, hash, chunk, and build each chunk's row.
+
+A row carries everything the store COPYs: the chunk, its role, its full-text document as a binary
+tsvector, the hashes that key the embedding cache, its place in the transformer queue and, when a
+static model is given, its static-tier vector — so a stored chunk is searchable by full text and
+by meaning at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass
+
+from server.embeddings.text import embedding_text
+from server.indexer.chunker import chunk_file
+from server.indexer.fulltext import tsvector_binary
+from server.indexer.roles import Role, classify
+from server.indexer.scanner import load_file
+from server.indexer.store import ChunkRow, FileRecord
+from server.indexer.tokens import code_tokens
+from server.indexer.types import ChunkKind, ScannedFile
+
+_NON_DEFINITIONS: frozenset[ChunkKind] = frozenset({"module", "section", "window"})
+_ROLE_PRIORITY: dict[Role, int] = {"code": 0, "test": 2, "docs": 3}
+
+Prepared = FileRecord | tuple[str, str]  # a file's record, or (reason, rel_path): "same", "binary", ...
+
+
+@dataclass(frozen=True, slots=True)
+class PrepareJob:
+    file: ScannedFile
+    known_hash: str | None  # the stored content hash: equal content is reported "same", not chunked
+
+
+def embed_priority(role: Role, kind: ChunkKind) -> int:
+    """Transformer queue order: implementation definitions, other code, tests, docs."""
+    return _ROLE_PRIORITY[role] + (1 if role == "code" and kind in _NON_DEFINITIONS else 0)
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _path_tokens(rel_path: str) -> str:
+    return code_tokens(rel_path.replace("/", " ").replace(".", " "))
+
+
+def chunk_rows(rel_path: str, text: str, language: str, role: Role) -> list[ChunkRow]:
+    path_tokens = _path_tokens(rel_path)
+    return [
+        ChunkRow(
+            start_line=c.start_line,
+            end_line=c.end_line,
+            symbol=c.symbol,
+            kind=c.kind,
+            language=c.language,
+            content=c.content,
+            content_hash=_sha256(c.content),
+            role=role,
+            tsv=tsvector_binary(code_tokens(c.symbol) if c.symbol else "", path_tokens, code_tokens(c.content)),
+            embed_hash=_sha256(embedding_text(rel_path, c.symbol, c.content)),
+            embed_priority=embed_priority(role, c.kind),
+        )
+        for c in chunk_file(text, language)
+    ]
+
+
+def prepare(jobs: Sequence[PrepareJob], max_size: int) -> list[Prepared]:
+    """Read, hash and chunk files."""
+    out: list[Prepared] = []
+    for job in jobs:
+        loaded = load_file(job.file, max_size)
+        if isinstance(loaded, str):
+            out.append((loaded, job.file.rel_path))
+            continue
+        if loaded.content_hash == job.known_hash:
+            out.append(("same", job.file.rel_path))
+            continue
+        role = classify(job.file.rel_path, loaded.language)
+        out.append(
+            FileRecord(
+                rel_path=job.file.rel_path,
+                content_hash=loaded.content_hash,
+                size=job.file.size,
+                mtime_ns=job.file.mtime_ns,
+                language=loaded.language,
+                line_count=loaded.line_count,
+                role=role,
+                chunks=chunk_rows(job.file.rel_path, loaded.text, loaded.language or "text", role),
+            )
+        )
+    return out
+
+
+# --- the shared process pool --------------------------------------------------------------
+
+_pool: ProcessPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _noop(delay: float) -> None:
+    time.sleep(delay)
+
+
+def executor() -> Executor:
+    """A process pool shared by every run in this process, started once and warmed up.
+
+    Blocking (process start-up takes a second): call it through `asyncio.to_thread`.
+    """
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            workers = max(1, min(os.cpu_count() or 1, 8))
+            ctx = multiprocessing.get_context("forkserver")
+            # children fork from a server that already imported the parsers
+            ctx.set_forkserver_preload(["server.indexer.prepare"])
+            pool = ProcessPoolExecutor(workers, mp_context=ctx)
+            for fut in [pool.submit(_noop, 0.05) for _ in range(workers)]:
+                fut.result()
+            _pool = pool
+        return _pool
+
+
+def shutdown_executor() -> None:
+    global _pool
+    with _pool_lock:
+        if _pool is not None:
+            _pool.shutdown(cancel_futures=True)
+            _pool = None
