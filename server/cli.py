@@ -11,6 +11,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pydantic import ValidationError
+
+from server.errors import UserError
 from server.settings import Settings, get_settings
 
 
@@ -77,14 +80,10 @@ async def _index(args: argparse.Namespace, settings: Settings) -> int:
 
     from server.app import App
     from server.indexer.pipeline import Progress as IndexProgress
-    from server.jobs.paths import RepoPathError, validate_repo_path
+    from server.jobs.paths import validate_repo_path
 
     console = Console(stderr=True)
-    try:
-        path = validate_repo_path(str(Path(args.path).expanduser().absolute()), allowed_roots=settings.allowed_roots)
-    except RepoPathError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        return 2
+    path = validate_repo_path(str(Path(args.path).expanduser().absolute()), allowed_roots=settings.allowed_roots)
     app = App(settings)
     await app.start(workers=False)
     try:
@@ -189,7 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
     index = sub.add_parser("index", help="index a repository in the foreground")
     index.add_argument("path")
     index.add_argument("--project")
-    index.add_argument("--force", action="store_true", help="re-chunk and re-embed everything")
+    index.add_argument(
+        "--force",
+        action="store_true",
+        help="re-read and re-chunk every file (unchanged chunk content keeps its cached embedding)",
+    )
     index.add_argument("--json", action="store_true")
     index.set_defaults(func=cmd_index)
 
@@ -217,11 +220,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command; an expected failure (`UserError`) prints its message and exits with 2."""
     args = build_parser().parse_args(argv)
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as exc:  # a bad environment variable or .env entry
+        print(f"error: invalid configuration:\n{_settings_errors(exc)}", file=sys.stderr)
+        return 2
     _setup_logging(settings)
-    code: int = args.func(args, settings)
+    try:
+        code: int = args.func(args, settings)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return code
+
+
+def _settings_errors(exc: ValidationError) -> str:
+    """One line per bad setting, named as its environment variable."""
+    from server.validation import error_line
+
+    lines = []
+    for e in exc.errors(include_url=False):
+        field, _, problem = error_line(e).partition(": ")
+        lines.append(f"  {field.replace('.', '_').upper()}: {problem}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -15,14 +15,20 @@ from typing import Literal
 
 from server.db.names import InvalidNameError, validate_project_id
 from server.db.registry import Project, Registry
+from server.errors import UserError
 
 CONFIG_RELATIVE = Path(".codebase-mcp") / "config.json"
 MAX_UPWARD_LEVELS = 20
 Source = Literal["explicit", "config", "default"]
 
 
-class ProjectConfigError(ValueError):
+class ProjectConfigError(UserError, ValueError):
     pass
+
+
+def _shown(path: Path, limit: int = 200) -> str:
+    text = str(path)
+    return text if len(text) <= limit else f"{text[: limit - 20]}... ({len(text)} characters)"
 
 
 @dataclass(frozen=True)
@@ -76,9 +82,13 @@ class ProjectResolver:
 
     def set_working_directory(self, session_key: str, directory: Path, *, process_wide: bool = False) -> Path:
         """Remember the session's directory; `process_wide` when the process serves one client (stdio)."""
-        resolved = directory.expanduser().resolve()
-        if not resolved.is_dir():
-            raise ProjectConfigError(f"working directory {directory} does not exist or is not a directory")
+        try:
+            resolved = directory.expanduser().resolve()
+            is_dir = resolved.is_dir()
+        except (OSError, ValueError, RuntimeError) as exc:  # too long, NUL byte, unknown user, symlink loop
+            raise ProjectConfigError(f"working directory {_shown(directory)} cannot be used: {exc}") from exc
+        if not is_dir:
+            raise ProjectConfigError(f"working directory {_shown(directory)} does not exist or is not a directory")
         self._working_dirs[session_key] = resolved
         if process_wide:
             self._process_dir = resolved

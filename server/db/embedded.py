@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from server.errors import UserError
+
 log = logging.getLogger(__name__)
 
 PG_MAJOR = 18
@@ -37,7 +39,7 @@ _CONF = {
 }
 
 
-class EmbeddedPostgresError(RuntimeError):
+class EmbeddedPostgresError(UserError, RuntimeError):
     pass
 
 

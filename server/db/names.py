@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import re
 
+from server.errors import UserError
+
 PROJECT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 DATABASE_NAME_RE = re.compile(r"^cb_proj_[a-z0-9_]{1,40}_[0-9a-f]{8}$")
 REGISTRY_DATABASE = "codebase_mcp_registry"
 
 
-class InvalidNameError(ValueError):
+class InvalidNameError(UserError, ValueError):
     pass
 
 

@@ -13,17 +13,18 @@ import asyncpg
 import migrations
 from server.db.cluster import Cluster, database_of, with_database
 from server.db.names import database_name_for, quote_ident, validate_database_name, validate_project_id
+from server.errors import UserError
 
 log = logging.getLogger(__name__)
 
 _PROVISION_LOCK = 0x636D6370  # advisory lock key ("cmcp") serialising DDL across processes
 
 
-class UnknownProjectError(LookupError):
+class UnknownProjectError(UserError, LookupError):
     pass
 
 
-class EmbedderMismatchError(RuntimeError):
+class EmbedderMismatchError(UserError, RuntimeError):
     pass
 
 

@@ -8,10 +8,12 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import NDArray
 
+from server.errors import UserError
+
 Vectors = NDArray[np.float32]
 
 
-class EmbeddingError(Exception):
+class EmbeddingError(UserError):
     """Embedding failed; the message says what went wrong and what to check."""
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import asyncpg
 
 from server.embeddings.base import Embedder
+from server.errors import UserError
 from server.indexer import store
 from server.indexer.fill import fill_transformer_tier
 from server.indexer.prepare import Prepared, PrepareJob, executor, prepare
@@ -40,7 +41,7 @@ COVERAGE_INTERVAL_SECONDS = 2.0  # tier counts are re-read at most this often wh
 __all__ = ["INDEX_FORMAT", "IndexResult", "Progress", "ProgressCallback", "RepositoryTooLargeError", "index_repository"]
 
 
-class RepositoryTooLargeError(ValueError):
+class RepositoryTooLargeError(UserError, ValueError):
     pass
 
 

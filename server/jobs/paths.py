@@ -29,9 +29,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from urllib.parse import unquote_to_bytes
 
+from server.errors import UserError
+
 __all__ = ["RepoPathError", "validate_repo_path"]
 
 _MAX_DECODE_ROUNDS = 6
+_MAX_PATH_CHARS = 4096  # PATH_MAX on Linux
+_MAX_SHOWN_CHARS = 120
 _PERCENT_U = re.compile(r"%u([0-9a-fA-F]{4})")
 _SEPARATORS = re.compile(r"[/\\]")
 _DRIVE_LETTER = re.compile(r"^[A-Za-z]:")
@@ -39,12 +43,24 @@ _UNC_PREFIX = re.compile(r"^(\\\\|//)(?![/\\])")
 _POSIX_EXAMPLE = "/home/alice/projects/app"
 
 
-class RepoPathError(ValueError):
+class RepoPathError(UserError, ValueError):
     """A repository path was rejected; the message says why and what to pass instead."""
+
+
+def _shown(raw: str) -> str:
+    """``raw`` quoted for a message, shortened when it is long."""
+    if len(raw) <= _MAX_SHOWN_CHARS:
+        return repr(raw)
+    return f"{raw[: _MAX_SHOWN_CHARS - 20]!r}... ({len(raw)} characters)"
 
 
 def validate_repo_path(raw: str, *, allowed_roots: Sequence[Path | str] = ()) -> Path:
     """Return the resolved absolute directory ``raw`` names, or raise :class:`RepoPathError`."""
+    if len(raw) > _MAX_PATH_CHARS:
+        raise RepoPathError(
+            f"repo_path is {len(raw)} characters long; a path has at most {_MAX_PATH_CHARS}: "
+            "pass the absolute path of a repository directory"
+        )
     if not raw.strip():
         raise RepoPathError("repo_path must not be empty; pass the absolute path of a repository directory")
     _reject_control_characters(raw)
@@ -52,7 +68,9 @@ def validate_repo_path(raw: str, *, allowed_roots: Sequence[Path | str] = ()) ->
     _reject_windows_forms(raw)
     if not raw.startswith("/"):
         hint = " ('~' is not expanded)" if raw.startswith("~") else ""
-        raise RepoPathError(f"repo_path must be absolute, got {raw!r}{hint}; pass the full path, e.g. {_POSIX_EXAMPLE}")
+        raise RepoPathError(
+            f"repo_path must be absolute, got {_shown(raw)}{hint}; pass the full path, e.g. {_POSIX_EXAMPLE}"
+        )
     named_roots = [_absolute_root(root) for root in allowed_roots]
     roots = [root.resolve() for root in named_roots]
     # '..' is already rejected, so normpath only folds '.' segments and repeated slashes.
@@ -63,10 +81,10 @@ def validate_repo_path(raw: str, *, allowed_roots: Sequence[Path | str] = ()) ->
         listed = ", ".join(str(root) for root in roots)
         if last_link is not None and _inside_any(lexical, [*named_roots, *roots]):
             raise RepoPathError(
-                f"repo_path {raw!r}: symlink {last_link} leads to {resolved}, which escapes "
+                f"repo_path {_shown(raw)}: symlink {last_link} leads to {resolved}, which escapes "
                 f"the allowed roots ({listed})"
             )
-        raise RepoPathError(f"repo_path {raw!r} is outside the allowed roots ({listed})")
+        raise RepoPathError(f"repo_path {_shown(raw)} is outside the allowed roots ({listed})")
     return resolved
 
 
@@ -84,7 +102,7 @@ def _reject_traversal(raw: str) -> None:
         if ".." in _SEPARATORS.split(form) or ".." in _SEPARATORS.split(normalised):
             encoded = "" if form == raw else " (after percent-decoding)"
             raise RepoPathError(
-                f"Path traversal detected in repo_path {raw!r}{encoded}: '..' segments are not "
+                f"Path traversal detected in repo_path {_shown(raw)}{encoded}: '..' segments are not "
                 f"allowed; pass the normalised absolute path, e.g. {_POSIX_EXAMPLE}"
             )
 
@@ -102,7 +120,8 @@ def _decoded_forms(raw: str) -> Iterator[str]:
         form = decoded
         yield form
     raise RepoPathError(
-        f"repo_path {raw!r} is percent-encoded more than {_MAX_DECODE_ROUNDS} levels deep; pass the plain, decoded path"
+        f"repo_path {_shown(raw)} is percent-encoded more than {_MAX_DECODE_ROUNDS} levels deep; "
+        "pass the plain, decoded path"
     )
 
 
@@ -135,7 +154,7 @@ def _decode_utf8_leniently(data: bytes) -> str:
 def _reject_windows_forms(raw: str) -> None:
     if _DRIVE_LETTER.match(raw) or _UNC_PREFIX.match(raw) or "\\" in raw:
         raise RepoPathError(
-            f"Windows-style paths are not supported (drive letters, UNC shares, backslashes): {raw!r}; "
+            f"Windows-style paths are not supported (drive letters, UNC shares, backslashes): {_shown(raw)}; "
             f"pass a POSIX absolute path, e.g. {_POSIX_EXAMPLE}"
         )
 
@@ -156,15 +175,15 @@ def _resolve_components(raw: str, lexical: Path, *, check_links: bool) -> tuple[
         try:
             mode = candidate.lstat().st_mode
         except FileNotFoundError:
-            raise RepoPathError(f"repo_path {raw!r} does not exist ({candidate} is missing)") from None
+            raise RepoPathError(f"repo_path {_shown(raw)} does not exist ({candidate} is missing)") from None
         except NotADirectoryError:
-            raise RepoPathError(f"repo_path {raw!r} is not a directory ({current} is a file)") from None
+            raise RepoPathError(f"repo_path {_shown(raw)} is not a directory ({current} is a file)") from None
         except PermissionError:
             raise RepoPathError(
-                f"repo_path {raw!r} is not readable by the server process (permission denied on {current})"
+                f"repo_path {_shown(raw)} is not readable by the server process (permission denied on {current})"
             ) from None
         except OSError as error:
-            raise RepoPathError(f"repo_path {raw!r} cannot be accessed: {error.strerror}") from None
+            raise RepoPathError(f"repo_path {_shown(raw)} cannot be accessed: {error.strerror}") from None
         if not stat.S_ISLNK(mode):
             current = candidate
             continue
@@ -172,13 +191,13 @@ def _resolve_components(raw: str, lexical: Path, *, check_links: bool) -> tuple[
             target = candidate.resolve(strict=True)
         except FileNotFoundError:
             raise RepoPathError(
-                f"repo_path {raw!r} does not exist (symlink {candidate} points to a missing target)"
+                f"repo_path {_shown(raw)} does not exist (symlink {candidate} points to a missing target)"
             ) from None
         except (OSError, RuntimeError) as error:  # RuntimeError: symlink loop on Python 3.11
-            raise RepoPathError(f"repo_path {raw!r}: symlink {candidate} cannot be resolved ({error})") from None
+            raise RepoPathError(f"repo_path {_shown(raw)}: symlink {candidate} cannot be resolved ({error})") from None
         if check_links and not target.is_relative_to(current):
             raise RepoPathError(
-                f"repo_path {raw!r}: symlink {candidate} -> {target} escapes its parent directory "
+                f"repo_path {_shown(raw)}: symlink {candidate} -> {target} escapes its parent directory "
                 f"{current}; pass the target path directly or configure allowed roots"
             )
         current, last_link = target, candidate
@@ -187,10 +206,10 @@ def _resolve_components(raw: str, lexical: Path, *, check_links: bool) -> tuple[
 
 def _require_readable_directory(raw: str, resolved: Path) -> None:
     if not resolved.is_dir():
-        raise RepoPathError(f"repo_path {raw!r} is not a directory (it resolves to {resolved})")
+        raise RepoPathError(f"repo_path {_shown(raw)} is not a directory (it resolves to {resolved})")
     if not os.access(resolved, os.R_OK | os.X_OK):
         raise RepoPathError(
-            f"repo_path {raw!r} is not readable by the server process (permission denied on {resolved})"
+            f"repo_path {_shown(raw)} is not readable by the server process (permission denied on {resolved})"
         )
 
 

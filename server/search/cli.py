@@ -12,12 +12,10 @@ from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.text import Text
 
-from server.db.names import InvalidNameError
-from server.db.registry import UnknownProjectError
-from server.projects import ProjectConfigError
+from server.errors import UserError
 from server.search.engine import CodeSearch
 from server.search.models import SearchHit, SearchResponse
-from server.search.request import SearchError, SearchRequest
+from server.search.request import SearchRequest
 from server.settings import Settings
 
 MAX_SHOWN_LINES = 40  # per result in the pretty view (--json always has everything)
@@ -39,7 +37,7 @@ async def run_search(args: argparse.Namespace, settings: Settings) -> int:
             path_glob=args.path_glob, limit=args.limit, context_lines=args.context_lines, scope=args.scope,
         )  # fmt: skip
         response = await CodeSearch.from_app(app).search(request, session_key=_SESSION)
-    except (SearchError, UnknownProjectError, InvalidNameError, ProjectConfigError) as exc:
+    except UserError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         return 2
     finally:

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from server.errors import UserError
 from server.indexer.roles import Role
 
 MAX_LIMIT = 50
@@ -27,7 +28,7 @@ def scope_roles(scope: Scope) -> tuple[Role, ...] | None:
     return _SCOPE_ROLES[scope]
 
 
-class SearchError(ValueError):
+class SearchError(UserError, ValueError):
     """A request that cannot be served; the message says why and what to do."""
 
 
