@@ -49,7 +49,6 @@ async def run(args: argparse.Namespace) -> None:
     settings = Settings(data_dir=data_dir)  # DATABASE_URL, when set, still wins
     app = App(settings)
     await app.start(workers=False)
-    assert app.cluster is not None
     project = (await app.resolver.resolve(f"bench-{int(time.time())}", None, create=True)).project
     pool = await app.cluster.pool(project.database_name)
     await app.embedder.load()

@@ -131,7 +131,7 @@ class OurSide:
         if self.direct:
             job = IndexingJobCreate(repo_path=str(self.repo), repo_name=self.repo.name, project_id=self.project_id)
             row, _ = await queries.create(self.pool, job)
-            return str(row["id"])
+            return str(row.id)
         args = {"repo_path": str(self.repo), "project_id": self.project_id}
         result = await self.client.call_tool("start_indexing_background", args)
         return str(result.structured_content["job_id"])  # type: ignore[index]
@@ -224,7 +224,6 @@ async def our_side(
         await worker_app.start(workers=True)
     try:
         project = await serving.registry.get_or_create(f"bench-{slug}")
-        assert serving.cluster is not None
         pool = await serving.cluster.pool(project.database_name)
         async with Client(build_server(serving, manage_app=False)) as client:
             yield OurSide(name, client, worker_app, pool, repo, project.id, marks)
@@ -282,7 +281,6 @@ async def time_calls(samples: Samples, metric: str, system: str, n: int, call: C
 async def commit_to_subscriber(samples: Samples, side: OurSide, n: int) -> None:
     """A job row written n times; the subscriber sees each write (async-commit progress and durable)."""
     app = side.worker_app
-    assert app.cluster is not None
     project = await app.registry.require(side.project_id)
     pool = await app.cluster.pool(project.database_name)
     writer = "bench-writer:0:0"

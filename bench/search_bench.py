@@ -260,7 +260,6 @@ async def cmd_quality(args: argparse.Namespace, settings: Settings) -> None:
         )
         vectors = await app.embedder.embed([q.text for q in queries])
         search = CodeSearch.from_app(app)
-        assert app.cluster is not None
         pool = await app.cluster.pool(project.database_name)
         report: dict[str, object] = {"queries": len(queries), "chunks": result.total_chunks}
         for norm in args.normalizations:
@@ -323,7 +322,6 @@ async def cmd_quality(args: argparse.Namespace, settings: Settings) -> None:
 
 async def _latency_queries(app: App, project: Project, n: int, seed: int) -> list[str]:
     """Half identifiers (symbols of indexed chunks), half first sentences of docstrings."""
-    assert app.cluster is not None
     pool = await app.cluster.pool(project.database_name)
     rows = await pool.fetch(
         "SELECT symbol, content, language FROM chunks TABLESAMPLE SYSTEM (5) REPEATABLE ($1) "

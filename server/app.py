@@ -29,6 +29,13 @@ async def _listen_connection(dsn: str) -> asyncpg.Connection:
     return await asyncpg.connect(dsn, server_settings={"application_name": "codebase-mcp-listener"})
 
 
+class AppNotStartedError(RuntimeError):
+    """A part of the `App` was used before `App.start()` (a programming error, not a user error)."""
+
+    def __init__(self, part: str) -> None:
+        super().__init__(f"App.{part} is not available before App.start()")
+
+
 class App:
     def __init__(self, settings: Settings, *, single_client: bool = False, embedder: Embedder | None = None) -> None:
         self.settings = settings
@@ -45,7 +52,7 @@ class App:
             threads=settings.embedding_threads,
             dimension=settings.embedding_dimension,
         )
-        self.cluster: Cluster | None = None
+        self._cluster: Cluster | None = None
         # The static vector tier (None: chunks get transformer vectors only).
         self.static_embedder: StaticTier | None = None
         self._registry: Registry | None = None
@@ -54,20 +61,33 @@ class App:
         self.worker: Worker | None = None
 
     @property
+    def cluster(self) -> Cluster:
+        """The PostgreSQL server and its pools; raises `AppNotStartedError` before `start()`."""
+        if self._cluster is None:
+            raise AppNotStartedError("cluster")
+        return self._cluster
+
+    @property
     def registry(self) -> Registry:
-        assert self._registry is not None, "App.start() first"
+        if self._registry is None:
+            raise AppNotStartedError("registry")
         return self._registry
 
     @property
     def resolver(self) -> ProjectResolver:
-        assert self._resolver is not None, "App.start() first"
+        if self._resolver is None:
+            raise AppNotStartedError("resolver")
         return self._resolver
+
+    async def pool(self, project: Project) -> asyncpg.Pool:
+        """The connection pool of a project's database."""
+        return await self.cluster.pool(project.database_name)
 
     async def start(self, *, workers: bool | None = None) -> None:
         self.notifier = Notifier(connect=_listen_connection)  # a fresh one: start() may follow close()
-        self.cluster = await asyncio.to_thread(Cluster.from_settings, self.settings)  # may start PostgreSQL
+        self._cluster = await asyncio.to_thread(Cluster.from_settings, self.settings)  # may start PostgreSQL
         dimension = await self._embedding_dimension()
-        self._registry = Registry(self.cluster, embedder_name=self.embedder.name, embedding_dim=dimension)
+        self._registry = Registry(self._cluster, embedder_name=self.embedder.name, embedding_dim=dimension)
         await self._registry.ensure_ready()
         self._resolver = ProjectResolver(
             self._registry,
@@ -85,7 +105,6 @@ class App:
             return self.embedder.dimension
 
     async def start_worker(self) -> Worker:
-        assert self.cluster is not None
         self.worker = Worker(
             cluster=self.cluster,
             registry=self.registry,
@@ -101,8 +120,8 @@ class App:
             await self.worker.stop()
             self.worker = None
         await self.notifier.close()
-        if self.cluster is not None:
-            await self.cluster.close()
+        if self._cluster is not None:
+            await self._cluster.close()
         if self._owns_embedder:
             await self.embedder.aclose()
 
@@ -116,9 +135,8 @@ class App:
         progress: ProgressCallback | None = None,
     ) -> IndexResult:
         """Index in the foreground (CLI, the `index_repository` tool, and every job)."""
-        assert self.cluster is not None
         await self.registry.check_embedder(project)
-        pool = await self.cluster.pool(project.database_name)
+        pool = await self.pool(project)
         return await index_repository(
             repo_path,
             name or repo_path.name,
@@ -133,8 +151,8 @@ class App:
     async def run_job(self, run: JobRun) -> IndexResult:
         return await self.index(
             run.project,
-            Path(run.row["repo_path"]),
-            name=run.row["repo_name"],
-            force_reindex=run.row["force_reindex"],
+            Path(run.row.repo_path),
+            name=run.row.repo_name,
+            force_reindex=run.row.force_reindex,
             progress=run.report,
         )

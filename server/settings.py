@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     http_port: int = Field(default=8765, ge=0, le=65535)
 
     log_level: str = "INFO"
+    debug: bool = Field(
+        default=False,
+        description="Show failed jobs' tracebacks and internal errors' type and message to clients.",
+    )
 
     @field_validator("allowed_roots", mode="before")
     @classmethod

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,15 +13,18 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from server.app import App
-from server.db.names import InvalidNameError
+from server.errors import UserError
 from server.jobs import queries
-from server.jobs.models import IndexingJobProgress
+from server.jobs.models import IndexingJobProgress, JobRow, parse_job_id
 
 STATIC = Path(__file__).resolve().parent / "static"
 RESYNC_SECONDS = 15.0
 
 
 def web_routes(app: App) -> list[BaseRoute]:
+    def view(row: JobRow) -> IndexingJobProgress:
+        return IndexingJobProgress.from_row(row, include_traceback=app.settings.debug)
+
     async def page(_: Request) -> Response:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
@@ -34,24 +36,22 @@ def web_routes(app: App) -> list[BaseRoute]:
     async def jobs(request: Request) -> Response:
         try:
             project = await app.registry.get(request.path_params["project"])
-        except InvalidNameError as exc:
+        except UserError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         if project is None:
             return JSONResponse({"error": "unknown project"}, status_code=404)
-        assert app.cluster is not None
-        rows = await queries.list_jobs(await app.cluster.pool(project.database_name), limit=50)
-        return JSONResponse([IndexingJobProgress.from_record(r).model_dump(mode="json") for r in rows])
+        rows = await queries.list_jobs(await app.pool(project), limit=50)
+        return JSONResponse([view(r).model_dump(mode="json") for r in rows])
 
     async def job_events(request: Request) -> Response:
         try:
             project = await app.registry.get(request.path_params["project"])
-            job_id = uuid.UUID(request.path_params["job_id"])
-        except (InvalidNameError, ValueError) as exc:
+            job_id = parse_job_id(request.path_params["job_id"])
+        except UserError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         if project is None:
             return JSONResponse({"error": "unknown project"}, status_code=404)
-        assert app.cluster is not None
-        pool = await app.cluster.pool(project.database_name)
+        pool = await app.pool(project)
         if await queries.get(pool, job_id) is None:
             return JSONResponse({"error": "unknown job"}, status_code=404)
         dsn = app.cluster.dsn_for(project.database_name)
@@ -64,7 +64,7 @@ def web_routes(app: App) -> list[BaseRoute]:
                     row = await queries.get(pool, job_id)  # subscribed first, then read
                     if row is None:
                         return
-                    job = IndexingJobProgress.from_record(row)
+                    job = view(row)
                     if job.version > sent:
                         sent = job.version
                         yield ServerSentEvent(data=job.model_dump_json(), event="job", id=str(job.version))

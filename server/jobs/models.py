@@ -1,9 +1,11 @@
-"""Pydantic models for background indexing jobs: the request, the status enum and the progress view."""
+"""The job vocabulary: the status enum, a typed `indexing_jobs` row, the request and the progress view."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -12,6 +14,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from server.jobs.errors import InvalidJobIdError
 from server.jobs.paths import validate_repo_path
 
 __all__ = [
@@ -21,7 +24,9 @@ __all__ = [
     "IndexingJobCreate",
     "IndexingJobProgress",
     "IndexingJobStatus",
+    "JobRow",
     "RecordLike",
+    "parse_job_id",
 ]
 
 ALLOWED_ROOTS_CONTEXT_KEY = "allowed_roots"
@@ -46,6 +51,71 @@ TERMINAL_STATUSES: frozenset[IndexingJobStatus] = frozenset(
     {IndexingJobStatus.COMPLETED, IndexingJobStatus.FAILED, IndexingJobStatus.CANCELLED}
 )
 ACTIVE_STATUSES: frozenset[IndexingJobStatus] = frozenset({IndexingJobStatus.PENDING, IndexingJobStatus.RUNNING})
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    """One `indexing_jobs` row, every column typed (what `server.jobs.queries` returns)."""
+
+    id: UUID
+    repository_id: UUID | None
+    repo_path: str
+    repo_name: str
+    project_id: str
+    force_reindex: bool
+    status: IndexingJobStatus
+    progress_percentage: int
+    progress_message: str | None
+    files_scanned: int
+    files_indexed: int
+    chunks_created: int
+    error_message: str | None
+    error_type: str | None
+    error_traceback: str | None
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    cancelled_at: datetime | None
+    metadata: Mapping[str, Any]
+    worker_task_id: str | None  # name of the asyncio task running the job
+    connection_id: str | None  # pg_backend_pid() of the worker connection that claimed the job
+    worker_id: str | None  # host:pid:nonce of the worker process
+    heartbeat_at: datetime | None
+    attempts: int
+    updated_at: datetime
+    version: int
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status.is_terminal
+
+    @property
+    def phase(self) -> str | None:
+        phase = self.metadata.get("phase")
+        return phase if isinstance(phase, str) else None
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any] | RecordLike) -> JobRow:
+        """From a row selected with :data:`JOB_COLUMNS` (``metadata`` may be jsonb text)."""
+        values = {name: record[name] for name in JOB_COLUMNS}
+        values["status"] = IndexingJobStatus(values["status"])
+        values["metadata"] = _metadata(values["metadata"])
+        return cls(**values)
+
+
+JOB_COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(JobRow))
+
+
+def parse_job_id(job_id: str) -> UUID:
+    """The UUID a client passed as a job id, or :class:`InvalidJobIdError` saying what is expected."""
+    try:
+        return UUID(job_id.strip())
+    except (ValueError, AttributeError) as exc:
+        shown = job_id if len(job_id) <= 60 else job_id[:57] + "..."
+        raise InvalidJobIdError(
+            f"invalid job_id {shown!r}: expected a UUID like 3f2b8c1e-5d6a-4f7b-9c0d-1e2f3a4b5c6d, "
+            "as returned by start_indexing_background"
+        ) from exc
 
 
 class RecordLike(Protocol):
@@ -119,7 +189,9 @@ class IndexingJobProgress(BaseModel):
     chunks_created: int = Field(default=0, ge=0, description="Chunks stored so far.")
     error_message: str | None = Field(default=None, description="Why the job failed, when it failed.")
     error_type: str | None = Field(default=None, description="Exception class name of the failure.")
-    error_traceback: str | None = Field(default=None, description="Traceback of the failure, for debugging.")
+    error_traceback: str | None = Field(
+        default=None, description="Traceback of the failure; shown only when the server runs with DEBUG=true."
+    )
     created_at: datetime = Field(description="When the job was submitted.")
     started_at: datetime | None = Field(default=None, description="When a worker began the job.")
     completed_at: datetime | None = Field(default=None, description="When the job finished (completed or failed).")
@@ -141,6 +213,12 @@ class IndexingJobProgress(BaseModel):
     def is_terminal(self) -> bool:
         """True once the job is completed, failed or cancelled."""
         return self.status in TERMINAL_STATUSES
+
+    @classmethod
+    def from_row(cls, row: JobRow, *, include_traceback: bool = True) -> Self:
+        """The client's view of a job; without `include_traceback` (the DEBUG setting) no traceback."""
+        view = cls.from_record(dataclasses.asdict(row))
+        return view if include_traceback else view.model_copy(update={"error_traceback": None})
 
     @classmethod
     def from_record(cls, row: Mapping[str, Any] | RecordLike) -> Self:

@@ -1,9 +1,13 @@
-"""Every SQL statement about `indexing_jobs`, in one place.
+"""Every SQL statement about `indexing_jobs`, in one place; rows come back as typed `JobRow`s.
 
 State transitions are guarded in SQL (`WHERE status = 'running' AND worker_id = $n`)
 so a late "completed" can never overwrite "cancelled". Progress writes are short
 transactions with `synchronous_commit = off` (a lost progress tick is harmless);
 final states are durable.
+
+The status literals in the SQL are those of the partial indexes (migration p0002): the
+planner uses such an index only when the query repeats its predicate. In Python the
+statuses are `IndexingJobStatus` with TERMINAL_STATUSES / ACTIVE_STATUSES (server/jobs/models.py).
 """
 
 from __future__ import annotations
@@ -14,87 +18,86 @@ from typing import Any
 
 import asyncpg
 
-from server.jobs.models import IndexingJobCreate
+from server.jobs.models import JOB_COLUMNS, IndexingJobCreate, JobRow
 
-Row = asyncpg.Record
-TERMINAL = ("completed", "failed", "cancelled")
+Executor = asyncpg.Pool | asyncpg.Connection
+COLUMNS = ", ".join(JOB_COLUMNS)  # JobRow's field names, never user input
 
 
-async def create(conn: asyncpg.Pool | asyncpg.Connection, job: IndexingJobCreate) -> tuple[Row, bool]:
+def _row(record: asyncpg.Record | None) -> JobRow | None:
+    return None if record is None else JobRow.from_record(record)
+
+
+def _rows(records: list[asyncpg.Record]) -> list[JobRow]:
+    return [JobRow.from_record(r) for r in records]
+
+
+_INSERT = f"""
+    INSERT INTO indexing_jobs (repo_path, repo_name, project_id, force_reindex, status, progress_message)
+    VALUES ($1, $2, $3, $4, 'pending', 'Job queued')
+    ON CONFLICT (repo_path) WHERE status IN ('pending', 'running') DO NOTHING
+    RETURNING {COLUMNS}
+"""
+_ACTIVE_FOR_REPO = f"SELECT {COLUMNS} FROM indexing_jobs WHERE repo_path = $1 AND status IN ('pending', 'running')"
+
+
+async def create(conn: Executor, job: IndexingJobCreate) -> tuple[JobRow, bool]:
     """Insert a pending job; if the repository already has an active job, return that one instead."""
-    row = await conn.fetchrow(
-        """
-        INSERT INTO indexing_jobs (repo_path, repo_name, project_id, force_reindex, status, progress_message)
-        VALUES ($1, $2, $3, $4, 'pending', 'Job queued')
-        ON CONFLICT (repo_path) WHERE status IN ('pending', 'running') DO NOTHING
-        RETURNING *
-        """,
-        job.repo_path,
-        job.repo_name,
-        job.project_id,
-        job.force_reindex,
-    )
+    row = _row(await conn.fetchrow(_INSERT, job.repo_path, job.repo_name, job.project_id, job.force_reindex))
     if row is not None:
         return row, True
-    active = await conn.fetchrow(
-        "SELECT * FROM indexing_jobs WHERE repo_path = $1 AND status IN ('pending', 'running')", job.repo_path
-    )
+    active = _row(await conn.fetchrow(_ACTIVE_FOR_REPO, job.repo_path))
     if active is None:  # it finished between the two statements: try once more
         return await create(conn, job)
     return active, False
 
 
-async def get(conn: asyncpg.Pool | asyncpg.Connection, job_id: uuid.UUID) -> Row | None:
-    return await conn.fetchrow("SELECT * FROM indexing_jobs WHERE id = $1", job_id)
+async def get(conn: Executor, job_id: uuid.UUID) -> JobRow | None:
+    return _row(await conn.fetchrow(f"SELECT {COLUMNS} FROM indexing_jobs WHERE id = $1", job_id))
 
 
-async def list_jobs(
-    conn: asyncpg.Pool | asyncpg.Connection, *, status: str | None = None, limit: int = 20
-) -> list[Row]:
-    rows: list[Row] = await conn.fetch(
-        """
-        SELECT * FROM indexing_jobs WHERE ($1::text IS NULL OR status = $1)
+async def list_jobs(conn: Executor, *, status: str | None = None, limit: int = 20) -> list[JobRow]:
+    sql = f"""
+        SELECT {COLUMNS} FROM indexing_jobs WHERE ($1::text IS NULL OR status = $1)
         ORDER BY created_at DESC LIMIT $2
-        """,
-        status,
-        limit,
-    )
-    return rows
+    """
+    return _rows(await conn.fetch(sql, status, limit))
 
 
-async def request_cancel(conn: asyncpg.Pool | asyncpg.Connection, job_id: uuid.UUID) -> Row | None:
+async def request_cancel(conn: Executor, job_id: uuid.UUID) -> JobRow | None:
     """Cancel a pending or running job; None when it is unknown or already finished."""
-    return await conn.fetchrow(
-        """
+    sql = f"""
         UPDATE indexing_jobs
         SET status = 'cancelled', cancelled_at = now(), completed_at = now(),
             progress_message = 'Cancelled by user'
         WHERE id = $1 AND status IN ('pending', 'running')
-        RETURNING *
-        """,
-        job_id,
-    )
+        RETURNING {COLUMNS}
+    """
+    return _row(await conn.fetchrow(sql, job_id))
 
 
-async def claim_next(conn: asyncpg.Pool | asyncpg.Connection, worker_id: str) -> Row | None:
-    """Take the oldest pending job, skipping rows other workers are claiming."""
-    return await conn.fetchrow(
-        """
+async def claim_next(conn: Executor, worker_id: str, task_name: str) -> JobRow | None:
+    """Take the oldest pending job, skipping rows other workers are claiming.
+
+    Records who runs it: `worker_id` (the process), `worker_task_id` (`task_name`, the asyncio
+    task that will run it) and `connection_id` (the backend pid of the connection claiming it).
+    """
+    sql = f"""
         UPDATE indexing_jobs SET
             status = 'running', started_at = now(), heartbeat_at = now(), worker_id = $1,
-            worker_task_id = $1, attempts = attempts + 1, progress_message = 'Starting',
-            metadata = coalesce(metadata, '{}'::jsonb) || '{"phase": "starting"}'::jsonb
+            worker_task_id = $2, connection_id = pg_backend_pid()::text, attempts = attempts + 1,
+            progress_message = 'Starting',
+            metadata = coalesce(metadata, '{{}}'::jsonb) || '{{"phase": "starting"}}'::jsonb
         WHERE id = (
             SELECT id FROM indexing_jobs WHERE status = 'pending'
             ORDER BY created_at FOR UPDATE SKIP LOCKED LIMIT 1
         )
-        RETURNING *
-        """,
-        worker_id,
-    )
+        RETURNING {COLUMNS}
+    """
+    return _row(await conn.fetchrow(sql, worker_id, task_name))
 
 
-async def has_pending(conn: asyncpg.Pool | asyncpg.Connection) -> bool:
+async def has_pending(conn: Executor) -> bool:
     found: bool = await conn.fetchval("SELECT EXISTS (SELECT 1 FROM indexing_jobs WHERE status = 'pending')")
     return found
 
@@ -162,25 +165,20 @@ async def complete(
     files_indexed: int,
     chunks_created: int,
     metadata: dict[str, Any],
-) -> Row | None:
-    return await pool.fetchrow(
-        """
+) -> JobRow | None:
+    sql = f"""
         UPDATE indexing_jobs SET
             status = 'completed', progress_percentage = 100, progress_message = $3, completed_at = now(),
             repository_id = $4, files_scanned = $5, files_indexed = $6, chunks_created = $7,
-            metadata = coalesce(metadata, '{}'::jsonb) || $8::jsonb || '{"phase": "done"}'::jsonb
+            metadata = coalesce(metadata, '{{}}'::jsonb) || $8::jsonb || '{{"phase": "done"}}'::jsonb
         WHERE id = $1 AND worker_id = $2 AND status = 'running'
-        RETURNING *
-        """,
-        job_id,
-        worker_id,
-        message,
-        repository_id,
-        files_scanned,
-        files_indexed,
-        chunks_created,
+        RETURNING {COLUMNS}
+    """
+    record = await pool.fetchrow(
+        sql, job_id, worker_id, message, repository_id, files_scanned, files_indexed, chunks_created,
         json.dumps(metadata),
-    )
+    )  # fmt: skip
+    return _row(record)
 
 
 async def fail(
@@ -191,37 +189,28 @@ async def fail(
     error_message: str,
     error_type: str,
     error_traceback: str | None,
-) -> Row | None:
-    return await pool.fetchrow(
-        """
+) -> JobRow | None:
+    sql = f"""
         UPDATE indexing_jobs SET
             status = 'failed', completed_at = now(), progress_message = 'Failed: ' || left($3, 500),
             error_message = $3, error_type = $4, error_traceback = $5
         WHERE id = $1 AND status = 'running' AND ($2::text IS NULL OR worker_id = $2)
-        RETURNING *
-        """,
-        job_id,
-        worker_id,
-        error_message,
-        error_type,
-        error_traceback,
-    )
+        RETURNING {COLUMNS}
+    """
+    return _row(await pool.fetchrow(sql, job_id, worker_id, error_message, error_type, error_traceback))
 
 
-async def requeue(pool: asyncpg.Pool, job_id: uuid.UUID, worker_id: str, reason: str) -> Row | None:
+async def requeue(pool: asyncpg.Pool, job_id: uuid.UUID, worker_id: str, reason: str) -> JobRow | None:
     """Give a running job back to the queue (graceful shutdown of its worker)."""
-    return await pool.fetchrow(
-        """
+    sql = f"""
         UPDATE indexing_jobs SET
-            status = 'pending', worker_id = NULL, heartbeat_at = NULL, progress_percentage = 0,
-            progress_message = $3, metadata = coalesce(metadata, '{}'::jsonb) || jsonb_build_object('requeued', $3)
+            status = 'pending', worker_id = NULL, worker_task_id = NULL, connection_id = NULL,
+            heartbeat_at = NULL, progress_percentage = 0, progress_message = $3,
+            metadata = coalesce(metadata, '{{}}'::jsonb) || jsonb_build_object('requeued', $3::text)
         WHERE id = $1 AND worker_id = $2 AND status = 'running'
-        RETURNING *
-        """,
-        job_id,
-        worker_id,
-        reason,
-    )
+        RETURNING {COLUMNS}
+    """
+    return _row(await pool.fetchrow(sql, job_id, worker_id, reason))
 
 
 async def mark_worker_stopped(pool: asyncpg.Pool, job_id: uuid.UUID, worker_id: str) -> None:
@@ -243,10 +232,9 @@ async def rescue_stale(
     stale_seconds: float,
     dead_workers: list[str],
     max_attempts: int,
-) -> list[Row]:
+) -> list[JobRow]:
     """Running jobs whose worker died: re-queue them, or fail them after `max_attempts`."""
-    rows: list[Row] = await pool.fetch(
-        """
+    sql = f"""
         UPDATE indexing_jobs SET
             status = CASE WHEN attempts >= $3 THEN 'failed' ELSE 'pending' END,
             completed_at = CASE WHEN attempts >= $3 THEN now() END,
@@ -258,31 +246,24 @@ async def rescue_stale(
                 ELSE 'Re-queued: worker ' || coalesce(worker_id, '?') || ' stopped (attempt '
                      || attempts || ' of ' || $3 || ')' END,
             progress_percentage = CASE WHEN attempts >= $3 THEN progress_percentage ELSE 0 END,
-            worker_id = NULL, heartbeat_at = NULL
+            worker_id = NULL, worker_task_id = NULL, connection_id = NULL, heartbeat_at = NULL
         WHERE status = 'running'
           AND (heartbeat_at < now() - make_interval(secs => $1) OR worker_id = ANY($2::text[]))
-        RETURNING *
-        """,
-        stale_seconds,
-        dead_workers,
-        max_attempts,
-    )
-    return rows
+        RETURNING {COLUMNS}
+    """
+    return _rows(await pool.fetch(sql, stale_seconds, dead_workers, max_attempts))
 
 
-async def fail_overdue(pool: asyncpg.Pool, timeout_seconds: int) -> list[Row]:
+async def fail_overdue(pool: asyncpg.Pool, timeout_seconds: int) -> list[JobRow]:
     """Jobs running longer than INDEXING_JOB_TIMEOUT_SECONDS, whoever runs them."""
-    rows: list[Row] = await pool.fetch(
-        """
+    sql = f"""
         UPDATE indexing_jobs SET status = 'failed', completed_at = now(), error_type = 'JobTimeout',
             error_message = 'job exceeded INDEXING_JOB_TIMEOUT_SECONDS=' || $1,
             progress_message = 'Failed: timed out'
         WHERE status = 'running' AND started_at < now() - make_interval(secs => $1)
-        RETURNING *
-        """,
-        timeout_seconds,
-    )
-    return rows
+        RETURNING {COLUMNS}
+    """
+    return _rows(await pool.fetch(sql, timeout_seconds))
 
 
 async def running_worker_ids(pool: asyncpg.Pool) -> list[str]:

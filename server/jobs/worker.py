@@ -10,6 +10,7 @@ fallback cancellation check should a NOTIFY be missed.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import socket
@@ -27,6 +28,7 @@ from server.db.cluster import Cluster
 from server.db.registry import Project, Registry
 from server.indexer.pipeline import IndexResult, Progress
 from server.jobs import queries
+from server.jobs.models import TERMINAL_STATUSES, JobRow
 from server.jobs.slots import GlobalSlots, Slot
 from server.settings import Settings
 
@@ -67,7 +69,7 @@ class JobRun:
     """What a job function gets: the claimed row, its project, and a throttled progress reporter."""
 
     job_id: uuid.UUID
-    row: asyncpg.Record
+    row: JobRow
     project: Project
     pool: asyncpg.Pool
     report: Callable[[Progress], Awaitable[None]]
@@ -114,6 +116,7 @@ class Worker:
         self._subs: list[Subscription] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
+        self._task_numbers = itertools.count(1)  # names the asyncio task of each job: job-1, job-2, ...
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -172,7 +175,7 @@ class Worker:
     async def _watch_jobs(self, db: str, sub: Subscription) -> None:
         async for event in sub:
             status = event.payload.get("status")
-            if event.kind == "resync" or status == "pending" or status in queries.TERMINAL:
+            if event.kind == "resync" or status == "pending" or status in TERMINAL_STATUSES:
                 # a new job, or a finished one that freed a cluster-wide slot
                 self.wake(db if status == "pending" else None)
 
@@ -208,8 +211,9 @@ class Worker:
                 if slot is None:
                     self._dirty.add(db)
                     return  # cluster-wide limit reached; a finishing job wakes us
+                task_name = f"job-{next(self._task_numbers)}"
                 try:
-                    row = await queries.claim_next(pool, self.worker_id)
+                    row = await queries.claim_next(pool, self.worker_id, task_name)
                 except BaseException:
                     await slot.release()
                     raise
@@ -217,16 +221,15 @@ class Worker:
                     await slot.release()
                     break
                 self._dirty.add(db)  # there may be more pending
-                self._start_job(db, row, slot)
+                self._start_job(db, row, slot, task_name)
 
-    def _start_job(self, db: str, row: asyncpg.Record, slot: Slot) -> None:
-        job_id: uuid.UUID = row["id"]
-        task = asyncio.create_task(self._execute(db, row, slot), name=f"job-{job_id}")
-        self.running[job_id] = _Running(task=task, database=db)
+    def _start_job(self, db: str, row: JobRow, slot: Slot, task_name: str) -> None:
+        task = asyncio.create_task(self._execute(db, row, slot), name=task_name)  # the row's worker_task_id
+        self.running[row.id] = _Running(task=task, database=db)
 
     # -- running one job --------------------------------------------------------------------
-    async def _execute(self, db: str, row: asyncpg.Record, slot: Slot) -> None:
-        job_id: uuid.UUID = row["id"]
+    async def _execute(self, db: str, row: JobRow, slot: Slot) -> None:
+        job_id = row.id
         run = self.running[job_id]
         pool = await self.cluster.pool(db)
         watchers: list[asyncio.Task[None]] = []
@@ -258,8 +261,8 @@ class Worker:
             self.running.pop(job_id, None)
             self.wake()
 
-    async def _run_guarded(self, db: str, row: asyncpg.Record, pool: asyncpg.Pool, run: _Running) -> None:
-        job_id: uuid.UUID = row["id"]
+    async def _run_guarded(self, db: str, row: JobRow, pool: asyncpg.Pool, run: _Running) -> None:
+        job_id = row.id
         project = self._projects[db]
         reporter = _ThrottledProgress(self, pool, job_id, run)
         try:
@@ -300,7 +303,7 @@ class Worker:
             status = event.payload.get("status") if event.kind == "notify" else None
             if status is None:  # resync: read the row
                 job = await queries.get(pool, job_id)
-                status = job["status"] if job else "cancelled"
+                status = job.status if job else "cancelled"
             if status != "running":
                 run.stop("cancelled")
                 return
@@ -328,7 +331,7 @@ class Worker:
                 pool, stale_seconds=self.settings.stale_job_seconds, dead_workers=dead, max_attempts=MAX_ATTEMPTS
             )
             for r in rescued:
-                log.warning("rescued job %s: %s", r["id"], r["progress_message"])
+                log.warning("rescued job %s: %s", r.id, r.progress_message)
             await queries.fail_overdue(pool, self.settings.indexing_job_timeout_seconds)
             await queries.delete_expired(pool, self.settings.job_status_retention_days)
             if rescued:

@@ -21,7 +21,6 @@ pytestmark = pytest.mark.integration
 
 async def _project(app: App, project_id: str) -> tuple[Project, asyncpg.Pool]:
     project = (await app.resolver.resolve(project_id, None, create=True)).project
-    assert app.cluster is not None
     return project, await app.cluster.pool(project.database_name)
 
 

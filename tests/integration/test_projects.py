@@ -125,7 +125,6 @@ async def test_set_working_directory_tool_picks_config_project(app: App, tmp_pat
 async def test_no_connection_leaks_after_a_workload(app: App, tmp_path: Path, project_id: str) -> None:
     from tests.repos import make_python_repo
 
-    assert app.cluster is not None
     project = (await app.resolver.resolve(project_id, None, create=True)).project
     for _ in range(3):
         await app.index(project, make_python_repo(tmp_path / "repo", 3))

@@ -472,7 +472,6 @@ def counting(app: App) -> Iterator[CountingEmbedder]:
 
 async def test_text_only_before_embeddings(app: App, repo: Path, project_id: str, counting: CountingEmbedder) -> None:
     project = await _project(app, project_id)
-    assert app.cluster is not None
     pool = await app.cluster.pool(project.database_name)
     await index_repository(repo, "sample-service", pool, embedder=None)
 
@@ -545,7 +544,6 @@ async def test_project_of_another_embedder_is_searched_by_full_text(
 ) -> None:
     project = await _project(app, project_id)
     await app.index(project, repo)
-    assert app.cluster is not None
     pool = await app.cluster.pool(project.database_name)
     await pool.execute(
         """UPDATE project_config SET value = '{"name": "ollama:nomic-embed-text", "dimension": 768}'::jsonb

@@ -15,7 +15,7 @@ import pytest
 
 from server.app import App
 from server.jobs import queries
-from server.jobs.models import IndexingJobCreate
+from server.jobs.models import JOB_COLUMNS, IndexingJobCreate, JobRow
 from tests.repos import make_python_repo
 
 pytestmark = pytest.mark.integration
@@ -23,19 +23,19 @@ pytestmark = pytest.mark.integration
 
 async def _pool(app: App, project_id: str) -> asyncpg.Pool:
     project = (await app.resolver.resolve(project_id, None, create=True)).project
-    assert app.cluster is not None and app.worker is not None
+    assert app.worker is not None
     await app.worker._add_project(project)  # the registry NOTIFY does this too; don't wait for it
     return await app.cluster.pool(project.database_name)
 
 
-async def _wait_status(pool: asyncpg.Pool, job_id: uuid.UUID, status: str, within: float = 30) -> asyncpg.Record:
+async def _wait_status(pool: asyncpg.Pool, job_id: uuid.UUID, status: str, within: float = 30) -> JobRow:
     deadline = time.monotonic() + within
     while True:
         row = await queries.get(pool, job_id)
         assert row is not None
-        if row["status"] == status:
+        if row.status == status:
             return row
-        assert time.monotonic() < deadline, f"still {row['status']}: {row['progress_message']}"
+        assert time.monotonic() < deadline, f"still {row.status}: {row.progress_message}"
         await asyncio.sleep(0.05)
 
 
@@ -70,8 +70,8 @@ async def test_job_of_a_dead_local_worker_is_requeued_and_completed(app: App, tm
     assert app.worker is not None
     await app.worker.maintain()
     row = await _wait_status(pool, job_id, "completed")
-    assert row["attempts"] == 2 and row["worker_id"] == app.worker.worker_id
-    assert row["files_indexed"] == 3
+    assert row.attempts == 2 and row.worker_id == app.worker.worker_id
+    assert row.files_indexed == 3
 
 
 async def test_stale_heartbeat_is_rescued_and_max_attempts_fail(app: App, tmp_path: Path, project_id: str) -> None:
@@ -86,11 +86,11 @@ async def test_stale_heartbeat_is_rescued_and_max_attempts_fail(app: App, tmp_pa
     assert app.worker is not None
     await app.worker.maintain()
     failed = await queries.get(pool, spent)
-    assert failed is not None and failed["status"] == "failed" and failed["error_type"] == "WorkerLost"
-    assert "elsewhere:2:y" in failed["error_message"]
-    assert (await _wait_status(pool, stale, "completed"))["attempts"] == 2
+    assert failed is not None and failed.status == "failed" and failed.error_type == "WorkerLost"
+    assert failed.error_message is not None and "elsewhere:2:y" in failed.error_message
+    assert (await _wait_status(pool, stale, "completed")).attempts == 2
     untouched = await queries.get(pool, fresh)
-    assert untouched is not None and untouched["status"] == "running"  # its worker may be alive elsewhere
+    assert untouched is not None and untouched.status == "running"  # its worker may be alive elsewhere
 
 
 async def test_retention_deletes_only_old_finished_jobs(app: App, project_id: str, tmp_path: Path) -> None:
@@ -125,7 +125,7 @@ async def test_late_completion_cannot_overwrite_cancelled(app: App, project_id: 
         chunks_created=0,
     )  # fmt: skip
     row = await queries.get(pool, job_id)
-    assert row is not None and row["status"] == "cancelled"
+    assert row is not None and row.status == "cancelled"
 
 
 async def test_progress_never_goes_backwards(app: App, project_id: str, tmp_path: Path) -> None:
@@ -137,29 +137,27 @@ async def test_progress_never_goes_backwards(app: App, project_id: str, tmp_path
             files_indexed=0, chunks_created=0,
         )  # fmt: skip
     row = await queries.get(pool, job_id)
-    assert row is not None and row["progress_percentage"] == 60
+    assert row is not None and row.progress_percentage == 60
 
 
 async def test_missed_notify_still_cancels_through_the_heartbeat(app: App, tmp_path: Path, project_id: str) -> None:
     pool = await _pool(app, project_id)
     repo = make_python_repo(tmp_path / "repo", 300)
     row, _ = await queries.create(pool, IndexingJobCreate(repo_path=str(repo), repo_name="repo", project_id=project_id))
-    await _wait_status(pool, row["id"], "running")
+    await _wait_status(pool, row.id, "running")
     assert app.worker is not None
-    task = app.worker.running[row["id"]].task
+    task = app.worker.running[row.id].task
     async with pool.acquire() as conn, conn.transaction():
         # the cancel lands without any NOTIFY: only the heartbeat fallback can see it
         await conn.execute("ALTER TABLE indexing_jobs DISABLE TRIGGER indexing_jobs_notify_update")
-        await conn.execute(
-            "UPDATE indexing_jobs SET status = 'cancelled', cancelled_at = now() WHERE id = $1", row["id"]
-        )
+        await conn.execute("UPDATE indexing_jobs SET status = 'cancelled', cancelled_at = now() WHERE id = $1", row.id)
         await conn.execute("ALTER TABLE indexing_jobs ENABLE TRIGGER indexing_jobs_notify_update")
     t0 = time.monotonic()
     await asyncio.wait_for(asyncio.shield(task), app.settings.cancellation_check_interval_seconds + 2)
     assert time.monotonic() - t0 <= app.settings.cancellation_check_interval_seconds + 1
-    assert row["id"] not in app.worker.running
-    final = await queries.get(pool, row["id"])
-    assert final is not None and final["status"] == "cancelled"
+    assert row.id not in app.worker.running
+    final = await queries.get(pool, row.id)
+    assert final is not None and final.status == "cancelled"
 
 
 async def test_back_to_back_jobs_start_by_notify_not_by_poll(app: App, tmp_path: Path, project_id: str) -> None:
@@ -171,11 +169,74 @@ async def test_back_to_back_jobs_start_by_notify_not_by_poll(app: App, tmp_path:
             pool, IndexingJobCreate(repo_path=str(repo), repo_name="repo", project_id=project_id)
         )
         assert created
-        await _wait_status(pool, row["id"], "running", within=5)
-        assert await queries.request_cancel(pool, row["id"]) is not None
-        await _wait_status(pool, row["id"], "cancelled", within=5)
+        await _wait_status(pool, row.id, "running", within=5)
+        assert await queries.request_cancel(pool, row.id) is not None
+        await _wait_status(pool, row.id, "cancelled", within=5)
         assert app.worker is not None
         deadline = time.monotonic() + 5
-        while row["id"] in app.worker.running:
+        while row.id in app.worker.running:
             assert time.monotonic() < deadline
             await asyncio.sleep(0.02)
+
+
+async def test_claim_records_the_backend_pid_and_the_task_name(app: App, tmp_path: Path, project_id: str) -> None:
+    pool = await _pool(app, project_id)
+    assert app.worker is not None
+    await app.worker.stop()  # claim by hand, on a connection of our own
+    app.worker = None
+    project = await app.registry.require(project_id)
+    job, _ = await queries.create(
+        pool, IndexingJobCreate(repo_path=str(tmp_path), repo_name="r", project_id=project_id)
+    )
+    assert (job.worker_task_id, job.connection_id, job.worker_id) == (None, None, None)
+    conn = await asyncpg.connect(app.cluster.dsn_for(project.database_name))
+    try:
+        claimed = await queries.claim_next(conn, "w:1:claim", "job-7")
+        pid = await conn.fetchval("SELECT pg_backend_pid()")
+    finally:
+        await conn.close()
+    assert claimed is not None and claimed.id == job.id
+    assert (claimed.worker_id, claimed.worker_task_id, claimed.connection_id) == ("w:1:claim", "job-7", str(pid))
+    requeued = await queries.requeue(pool, job.id, "w:1:claim", "shutdown")
+    assert requeued is not None and requeued.status == "pending"
+    assert (requeued.worker_id, requeued.worker_task_id, requeued.connection_id) == (None, None, None)
+
+
+async def test_running_job_names_its_task_and_its_connection(app: App, tmp_path: Path, project_id: str) -> None:
+    pool = await _pool(app, project_id)
+    project = await app.registry.require(project_id)
+    repo = make_python_repo(tmp_path / "repo", 200)
+    job, _ = await queries.create(pool, IndexingJobCreate(repo_path=str(repo), repo_name="repo", project_id=project_id))
+    row = await _wait_status(pool, job.id, "running")
+    assert app.worker is not None
+    assert row.worker_id == app.worker.worker_id
+    assert row.worker_task_id == app.worker.running[row.id].task.get_name()
+    assert row.connection_id is not None and row.connection_id.isdigit()
+    backend = await pool.fetchrow(
+        "SELECT datname, application_name FROM pg_stat_activity WHERE pid = $1", int(row.connection_id)
+    )
+    assert backend is not None  # a live connection of this worker's pool, on the project's database
+    assert (backend["datname"], backend["application_name"]) == (project.database_name, "codebase-mcp")
+    assert await queries.request_cancel(pool, row.id) is not None
+
+
+async def test_graceful_stop_gives_running_jobs_back_to_the_queue(app: App, tmp_path: Path, project_id: str) -> None:
+    pool = await _pool(app, project_id)
+    repo = make_python_repo(tmp_path / "repo", 200)
+    job, _ = await queries.create(pool, IndexingJobCreate(repo_path=str(repo), repo_name="repo", project_id=project_id))
+    await _wait_status(pool, job.id, "running")
+    assert app.worker is not None
+    worker_id = app.worker.worker_id
+    await app.worker.stop()
+    app.worker = None
+    row = await queries.get(pool, job.id)
+    assert row is not None and row.status == "pending"
+    assert (row.worker_id, row.worker_task_id, row.connection_id, row.heartbeat_at) == (None, None, None, None)
+    assert row.progress_message == f"Re-queued: worker {worker_id} shut down"
+    assert row.metadata.get("requeued") == row.progress_message
+
+
+async def test_job_row_has_every_column_of_the_table(app: App, project_id: str) -> None:
+    pool = await _pool(app, project_id)
+    columns = await pool.fetch("SELECT column_name FROM information_schema.columns WHERE table_name = 'indexing_jobs'")
+    assert set(JOB_COLUMNS) == {c["column_name"] for c in columns}

@@ -13,10 +13,12 @@ from pydantic import ValidationError
 
 from server.jobs.models import (
     ACTIVE_STATUSES,
+    JOB_COLUMNS,
     TERMINAL_STATUSES,
     IndexingJobCreate,
     IndexingJobProgress,
     IndexingJobStatus,
+    JobRow,
 )
 
 pytestmark = pytest.mark.unit
@@ -326,3 +328,41 @@ def test_every_field_is_described_for_the_mcp_schema(
     assert schema["description"]
     undescribed = [name for name, prop in schema["properties"].items() if not prop.get("description")]
     assert undescribed == []
+
+
+# --- JobRow -----------------------------------------------------------------------------------------
+
+
+def _record(**overrides: Any) -> dict[str, Any]:
+    extra = {"worker_task_id": "job-3", "connection_id": "4242", "attempts": 1}
+    return _row(**extra) | overrides
+
+
+def test_job_row_types_every_column() -> None:
+    row = JobRow.from_record(_record(metadata=json.dumps({"phase": "chunking"}), status="failed"))
+    assert row.status is IndexingJobStatus.FAILED and row.is_terminal
+    assert row.metadata == {"phase": "chunking"} and row.phase == "chunking"
+    assert (row.worker_task_id, row.connection_id, row.attempts) == ("job-3", "4242", 1)
+    assert set(JOB_COLUMNS) == set(_record())  # one field per column, no more
+
+
+def test_job_row_requires_every_column() -> None:
+    record = _record()
+    del record["connection_id"]
+    with pytest.raises(KeyError, match="connection_id"):
+        JobRow.from_record(record)
+
+
+def test_job_row_rejects_an_unknown_status() -> None:
+    with pytest.raises(ValueError, match="paused"):
+        JobRow.from_record(_record(status="paused"))
+
+
+def test_progress_view_hides_the_traceback_unless_asked() -> None:
+    row = JobRow.from_record(_record(status="failed", error_type="OSError", error_message="boom",
+                                     error_traceback="Traceback ..."))  # fmt: skip
+    shown = IndexingJobProgress.from_row(row)
+    hidden = IndexingJobProgress.from_row(row, include_traceback=False)
+    assert shown.error_traceback == "Traceback ..." and hidden.error_traceback is None
+    assert (hidden.error_type, hidden.error_message, hidden.job_id) == ("OSError", "boom", row.id)
+    assert shown.model_dump(exclude={"error_traceback"}) == hidden.model_dump(exclude={"error_traceback"})
