@@ -220,11 +220,32 @@ async def test_oversized_repository_fails_with_clear_error(
     mcp_client: Client[Any], app: App, tmp_path: Path, project_id: str
 ) -> None:
     app.settings.max_repo_size_gb = 1e-6  # 1 KB
+    app.settings.debug = True  # tracebacks reach clients only with DEBUG on
     start = await _start(mcp_client, make_python_repo(tmp_path / "repo", 5), project_id)
     job = await _poll_until(mcp_client, start.job_id, {"completed", "failed"})
     assert job.status == "failed" and job.error_type == "RepositoryTooLargeError"
     assert job.error_message is not None and "MAX_REPO_SIZE_GB" in job.error_message
     assert job.error_traceback is not None and "RepositoryTooLargeError" in job.error_traceback
+
+
+async def test_failed_job_traceback_is_shown_only_with_debug(
+    mcp_client: Client[Any], app: App, tmp_path: Path, project_id: str
+) -> None:
+    app.settings.max_repo_size_gb = 1e-6
+    start = await _start(mcp_client, make_python_repo(tmp_path / "repo", 5), project_id)
+    job = await _poll_until(mcp_client, start.job_id, {"completed", "failed"})
+    assert job.status == "failed" and job.error_type == "RepositoryTooLargeError"
+    assert job.error_message is not None and "MAX_REPO_SIZE_GB" in job.error_message
+    assert job.error_traceback is None  # DEBUG is off by default
+    listed = JobList.model_validate(
+        (await mcp_client.call_tool("list_indexing_jobs", {"project_id": project_id})).structured_content
+    )
+    assert [j.error_traceback for j in listed.jobs] == [None]
+    contents = await mcp_client.read_resource(f"indexing-job://{start.job_id}")
+    assert IndexingJobProgress.model_validate_json(contents[0].text).error_traceback is None  # type: ignore[union-attr]
+    app.settings.debug = True
+    shown = await _status(mcp_client, start.job_id)
+    assert shown.error_traceback is not None and "RepositoryTooLargeError" in shown.error_traceback
 
 
 async def test_job_running_too_long_fails_with_timeout(
