@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 JOBS_CHANNEL = "indexing_jobs"
 PROJECTS_CHANNEL = "codebase_projects"
 MAX_ATTEMPTS = 3
+DISPATCH_STOP_SECONDS = 5.0  # how long stop() waits for a claim in flight
 
 
 def new_worker_id() -> str:
@@ -116,6 +117,7 @@ class Worker:
         self._subs: list[Subscription] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
+        self._dispatch: asyncio.Task[None] | None = None
         self._task_numbers = itertools.count(1)  # names the asyncio task of each job: job-1, job-2, ...
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -127,13 +129,20 @@ class Worker:
         self._track(asyncio.create_task(self._watch_projects(projects_sub), name="worker-projects"))
         await self._discover_projects()
         await self.maintain()
-        self._track(asyncio.create_task(self._dispatch_loop(), name="worker-dispatch"))
+        self._dispatch = asyncio.create_task(self._dispatch_loop(), name="worker-dispatch")
+        self._track(self._dispatch)
         self._track(asyncio.create_task(self._maintenance_loop(), name="worker-maintenance"))
         log.info("worker %s started", self.worker_id)
 
     async def stop(self) -> None:
         """Stop claiming; give running jobs back to the queue for another worker."""
         self._stopping = True
+        self._wake.set()
+        if self._dispatch is not None:
+            # A claim in flight has committed in the table: let it finish and its job start, so
+            # the job is handed back below instead of staying 'running' until the stale rescue.
+            await asyncio.wait({self._dispatch}, timeout=DISPATCH_STOP_SECONDS)
+            await asyncio.sleep(0)  # the started jobs' tasks reach their first await
         for run in list(self.running.values()):
             run.stop("shutdown")
         if self.running:
@@ -186,6 +195,8 @@ class Worker:
                 await asyncio.wait_for(self._wake.wait(), self.settings.worker_poll_interval_seconds)
             except TimeoutError:
                 self.wake()  # safety net for a missed NOTIFY
+            if self._stopping:
+                return
             self._wake.clear()
             try:
                 await self._fill()

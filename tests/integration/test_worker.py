@@ -39,6 +39,17 @@ async def _wait_status(pool: asyncpg.Pool, job_id: uuid.UUID, status: str, withi
         await asyncio.sleep(0.05)
 
 
+async def _running_task(app: App, job_id: uuid.UUID) -> asyncio.Task[None]:
+    """The worker's task of a job the table already shows as running (the claim commits a moment
+    before the worker, back from its claim, records the task)."""
+    assert app.worker is not None
+    deadline = time.monotonic() + 5
+    while job_id not in app.worker.running:
+        assert time.monotonic() < deadline, "the worker never recorded the job it claimed"
+        await asyncio.sleep(0.01)
+    return app.worker.running[job_id].task
+
+
 def _dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
@@ -146,7 +157,7 @@ async def test_missed_notify_still_cancels_through_the_heartbeat(app: App, tmp_p
     row, _ = await queries.create(pool, IndexingJobCreate(repo_path=str(repo), repo_name="repo", project_id=project_id))
     await _wait_status(pool, row.id, "running")
     assert app.worker is not None
-    task = app.worker.running[row.id].task
+    task = await _running_task(app, row.id)
     async with pool.acquire() as conn, conn.transaction():
         # the cancel lands without any NOTIFY: only the heartbeat fallback can see it
         await conn.execute("ALTER TABLE indexing_jobs DISABLE TRIGGER indexing_jobs_notify_update")
@@ -210,7 +221,7 @@ async def test_running_job_names_its_task_and_its_connection(app: App, tmp_path:
     row = await _wait_status(pool, job.id, "running")
     assert app.worker is not None
     assert row.worker_id == app.worker.worker_id
-    assert row.worker_task_id == app.worker.running[row.id].task.get_name()
+    assert row.worker_task_id == (await _running_task(app, row.id)).get_name()
     assert row.connection_id is not None and row.connection_id.isdigit()
     backend = await pool.fetchrow(
         "SELECT datname, application_name FROM pg_stat_activity WHERE pid = $1", int(row.connection_id)
