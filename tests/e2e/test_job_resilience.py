@@ -58,7 +58,7 @@ async def test_sigkill_mid_job_then_restart_rescues_and_finishes_it(
     async def first_batch_embedded() -> asyncpg.Record | None:
         row = await _job_row(db, job.job_id)
         assert row["status"] in ("pending", "running"), row["error_message"]
-        return row if (row["progress_message"] or "").startswith("Embedded ") else None
+        return row if (row["progress_message"] or "").startswith("Embedding with the transformer: ") else None
 
     before = await wait_for(first_batch_embedded, within=JOB_TIMEOUT, interval=0.05)
     server.proc.kill()
