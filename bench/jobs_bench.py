@@ -41,6 +41,7 @@ from server.db.cluster import with_database
 from server.db.embedded import EmbeddedPostgres
 from server.embeddings import Embedder, create_embedder
 from server.indexer.pipeline import IndexResult
+from server.indexer.progress import Progress
 from server.jobs import queries
 from server.jobs.models import IndexingJobCreate
 from server.jobs.worker import JobRun
@@ -297,10 +298,8 @@ async def commit_to_subscriber(samples: Samples, side: OurSide, n: int) -> None:
     try:
         for i in range(n):
             t0 = time.monotonic()
-            await queries.update_progress(
-                pool, job_id, writer, percentage=i % 100, message=f"tick {i}", phase="bench",
-                files_scanned=i, files_indexed=i, chunks_created=i,
-            )  # fmt: skip
+            progress = Progress(i % 100, f"tick {i}", "storing", files_scanned=i, files_indexed=i, chunks_created=i)
+            await queries.update_progress(pool, job_id, writer, progress)
             t1 = time.monotonic()
             event = await asyncio.wait_for(sub.get(), 10)
             samples.add("commit→subscriber, async commit: write call start", OURS_IN_SERVER, event.received_at - t0)

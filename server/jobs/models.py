@@ -6,10 +6,10 @@ import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol, Self
+from typing import Any, Protocol, Self, overload
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -202,8 +202,22 @@ class IndexingJobProgress(BaseModel):
     project_id: str = Field(description="Project (workspace) the repository is indexed into.")
     force_reindex: bool = Field(default=False, description="Whether unchanged files are re-indexed too.")
     phase: str | None = Field(
-        default=None, description="Current phase: 'scanning', 'chunking', 'embedding' or 'finalizing'."
+        default=None, description="Current phase: 'scanning', 'storing', 'embedding', 'finalizing' or 'done'."
     )
+    static_coverage: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="Share of the repository's chunks with a static-tier vector."
+    )
+    transformer_coverage: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="Share of the repository's chunks with a transformer vector."
+    )
+    eta_seconds: float | None = Field(default=None, ge=0.0, description="Expected seconds left, while running.")
+    files_to_index: int = Field(default=0, ge=0, description="Files this job reads (new or changed).")
+    chunks_embedded: int = Field(default=0, ge=0, description="Transformer vectors computed by this job.")
+    total_chunks: int = Field(default=0, ge=0, description="Chunks the repository holds.")
+    searchable_at: datetime | None = Field(
+        default=None, description="When full text (and static vectors) were stored: search works from here."
+    )
+    semantic_at: datetime | None = Field(default=None, description="When every chunk had a vector (static tier).")
     worker_id: str | None = Field(default=None, description="Identifier of the worker running the job.")
     heartbeat_at: datetime | None = Field(default=None, description="Last sign of life from the worker.")
     updated_at: datetime | None = Field(default=None, description="When the job row last changed.")
@@ -223,7 +237,8 @@ class IndexingJobProgress(BaseModel):
     @classmethod
     def from_record(cls, row: Mapping[str, Any] | RecordLike) -> Self:
         """Build from an ``indexing_jobs`` row: ``id`` becomes ``job_id``, ``metadata`` may hold ``phase``."""
-        phase = _metadata(row["metadata"]).get("phase")
+        meta = _metadata(row["metadata"])
+        phase = meta.get("phase")
         return cls(
             job_id=row["id"],
             status=row["status"],
@@ -245,11 +260,34 @@ class IndexingJobProgress(BaseModel):
             project_id=row["project_id"],
             force_reindex=row["force_reindex"],
             phase=phase if isinstance(phase, str) else None,
+            static_coverage=_number(meta, "static_coverage", 0.0),
+            transformer_coverage=_number(meta, "transformer_coverage", 0.0),
+            eta_seconds=_number(meta, "eta_seconds", None),
+            files_to_index=int(_number(meta, "files_to_index", 0)),
+            chunks_embedded=int(_number(meta, "chunks_embedded", 0)),
+            total_chunks=int(_number(meta, "total_chunks", 0)),
+            searchable_at=_timestamp(meta, "searchable_at"),
+            semantic_at=_timestamp(meta, "semantic_at"),
             worker_id=row["worker_id"],
             heartbeat_at=row["heartbeat_at"],
             updated_at=row["updated_at"],
             version=row["version"],
         )
+
+
+@overload
+def _number(meta: Mapping[str, Any], key: str, default: float) -> float: ...
+@overload
+def _number(meta: Mapping[str, Any], key: str, default: None) -> float | None: ...
+def _number(meta: Mapping[str, Any], key: str, default: float | None) -> float | None:
+    value = meta.get(key)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
+
+
+def _timestamp(meta: Mapping[str, Any], key: str) -> datetime | None:
+    """Epoch seconds in the metadata (written by the worker) as an aware datetime."""
+    value = meta.get(key)
+    return datetime.fromtimestamp(value, tz=UTC) if isinstance(value, int | float) else None
 
 
 def _metadata(value: Any) -> Mapping[str, Any]:

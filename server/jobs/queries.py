@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 
+from server.indexer.progress import Progress
 from server.jobs.models import JOB_COLUMNS, IndexingJobCreate, JobRow
 
 Executor = asyncpg.Pool | asyncpg.Connection
@@ -102,19 +103,20 @@ async def has_pending(conn: Executor) -> bool:
     return found
 
 
-async def update_progress(
-    pool: asyncpg.Pool,
-    job_id: uuid.UUID,
-    worker_id: str,
-    *,
-    percentage: int,
-    message: str,
-    phase: str,
-    files_scanned: int,
-    files_indexed: int,
-    chunks_created: int,
-) -> bool:
-    """Write progress in its own short transaction; False when the job is no longer ours to run."""
+async def update_progress(pool: asyncpg.Pool, job_id: uuid.UUID, worker_id: str, progress: Progress) -> bool:
+    """Write progress in its own short transaction; False when the job is no longer ours to run.
+    Counters go to their columns; phase, tier coverage, ETA and milestones to `metadata`."""
+    meta = {
+        "phase": progress.phase,
+        "static_coverage": progress.static_coverage,
+        "transformer_coverage": progress.transformer_coverage,
+        "eta_seconds": progress.eta_seconds,
+        "files_to_index": progress.files_to_index,
+        "chunks_embedded": progress.chunks_embedded,
+        "total_chunks": progress.total_chunks,
+        "searchable_at": progress.searchable_at,
+        "semantic_at": progress.semantic_at,
+    }
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SET LOCAL synchronous_commit = off")
         status: str = await conn.execute(
@@ -122,17 +124,17 @@ async def update_progress(
             UPDATE indexing_jobs SET
                 progress_percentage = GREATEST(progress_percentage, $3), progress_message = $4,
                 files_scanned = $5, files_indexed = $6, chunks_created = $7, heartbeat_at = now(),
-                metadata = coalesce(metadata, '{}'::jsonb) || jsonb_build_object('phase', $8::text)
+                metadata = coalesce(metadata, '{}'::jsonb) || $8::jsonb
             WHERE id = $1 AND worker_id = $2 AND status = 'running'
             """,
             job_id,
             worker_id,
-            percentage,
-            message,
-            files_scanned,
-            files_indexed,
-            chunks_created,
-            phase,
+            progress.percentage,
+            progress.message,
+            progress.files_scanned,
+            progress.files_indexed,
+            progress.chunks_created,
+            json.dumps(meta),
         )
     return status.endswith(" 1")
 

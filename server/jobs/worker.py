@@ -375,11 +375,7 @@ class _ThrottledProgress:
         if p.phase == self.last_phase and now - self.last_write < self.interval and p.percentage < 100:
             return
         self.last_write, self.last_phase = now, p.phase
-        still_ours = await queries.update_progress(
-            self.pool, self.job_id, self.worker.worker_id, percentage=p.percentage, message=p.message,
-            phase=p.phase, files_scanned=p.files_scanned, files_indexed=p.files_indexed,
-            chunks_created=p.chunks_created,
-        )  # fmt: skip
+        still_ours = await queries.update_progress(self.pool, self.job_id, self.worker.worker_id, p)
         if not still_ours:
             self.run.stop("cancelled")
             await asyncio.sleep(0)  # let the cancellation land here

@@ -14,8 +14,9 @@ import asyncpg
 import pytest
 
 from server.app import App
+from server.indexer.progress import Progress
 from server.jobs import queries
-from server.jobs.models import JOB_COLUMNS, IndexingJobCreate, JobRow
+from server.jobs.models import JOB_COLUMNS, IndexingJobCreate, IndexingJobProgress, JobRow
 from tests.repos import make_python_repo
 
 pytestmark = pytest.mark.integration
@@ -131,10 +132,7 @@ async def test_late_completion_cannot_overwrite_cancelled(app: App, project_id: 
         chunks_created=1, metadata={},
     )  # fmt: skip
     assert late is None
-    assert not await queries.update_progress(
-        pool, job_id, "w:1:a", percentage=50, message="x", phase="chunking", files_scanned=0, files_indexed=0,
-        chunks_created=0,
-    )  # fmt: skip
+    assert not await queries.update_progress(pool, job_id, "w:1:a", Progress(50, "x", "storing"))
     row = await queries.get(pool, job_id)
     assert row is not None and row.status == "cancelled"
 
@@ -143,12 +141,20 @@ async def test_progress_never_goes_backwards(app: App, project_id: str, tmp_path
     pool = await _pool(app, project_id)
     job_id = await _insert_running(pool, tmp_path, project_id, "w:1:b")
     for pct in (40, 20, 60):
-        await queries.update_progress(
-            pool, job_id, "w:1:b", percentage=pct, message=f"{pct}", phase="chunking", files_scanned=0,
-            files_indexed=0, chunks_created=0,
-        )  # fmt: skip
+        progress = Progress(pct, f"{pct}", "embedding", static_coverage=1.0, transformer_coverage=pct / 100,
+                            eta_seconds=12.5, searchable_at=1_700_000_000.0)  # fmt: skip
+        await queries.update_progress(pool, job_id, "w:1:b", progress)
     row = await queries.get(pool, job_id)
     assert row is not None and row.progress_percentage == 60
+    view = IndexingJobProgress.from_row(row)
+    assert (view.phase, view.static_coverage, view.transformer_coverage, view.eta_seconds) == (
+        "embedding",
+        1.0,
+        0.6,
+        12.5,
+    )
+    assert view.searchable_at is not None and view.searchable_at.timestamp() == 1_700_000_000.0
+    assert view.semantic_at is None
 
 
 async def test_missed_notify_still_cancels_through_the_heartbeat(app: App, tmp_path: Path, project_id: str) -> None:
