@@ -50,8 +50,8 @@ async def _index(settings: Settings, built: list[build.Built]) -> None:
         await runner.index_all(engine, built, print)
 
 
-def main() -> None:
-    args = parser().parse_args()
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     settings = Settings(data_dir=Path(args.data_dir)) if args.data_dir else Settings()
     libs = suite.select(args.languages, args.libraries)

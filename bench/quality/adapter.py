@@ -12,6 +12,7 @@ the query names the symbol), `kind`, `path`, `symbol`. A weight configuration is
 
     vector       w in  w·cosine + (1 − w)·text  (the product's blend, `fuse`)
     identifier   multiplier of the identifier boost (the product: 1)
+    rrf          k of reciprocal-rank fusion of the vector and text rankings, instead of the blend
 
 To add a feature: compute it per candidate in `_features_of` (a new column of `Cand.values`), add
 its weight to `extra_score` (a new key in the mapping, default 0), and extend `GRID`. Candidate
@@ -62,6 +63,7 @@ NAMED: dict[str, dict[str, float]] = {
     "current": PRODUCT_WEIGHTS,  # today's ranking, re-ranked from cached features
     "text": {"vector": 0.0, "identifier": 1.0},
     "vector": {"vector": 1.0, "identifier": 1.0},
+    "rrf": {"rrf": 60.0, "identifier": 1.0},
 }
 # The sweep that leave-one-library-out chooses from; the product's weights first (ties go to them).
 GRID: list[dict[str, float]] = [PRODUCT_WEIGHTS] + [
@@ -135,6 +137,8 @@ def extra_score(c: Candidate, weights: Weights) -> float:
 def rerank(features: FeatureSet, i: int, weights: Weights, limit: int = LIMIT) -> list[Hit]:
     """Query `i`'s candidates ranked under `weights`, deduplicated as the product does."""
     cands = [_candidate(features.chunks[c.chunk], c.values) for c in features.queries[i]]
+    if "rrf" in weights:
+        return [(c.rel_path, c.start_line, c.end_line) for c in dedupe(_rrf(cands, weights), limit)]
     ranked = fuse(cands, weights.get("vector", VECTOR_WEIGHT))
     extra = [extra_score(c, weights) for c in ranked]
     if any(extra):
@@ -142,6 +146,19 @@ def rerank(features: FeatureSet, i: int, weights: Weights, limit: int = LIMIT) -
             c.score += e
         ranked.sort(key=lambda c: (-c.score, c.rel_path, c.start_line))
     return [(c.rel_path, c.start_line, c.end_line) for c in dedupe(ranked, limit)]
+
+
+def _rrf(cands: list[Candidate], weights: Weights) -> list[Candidate]:
+    """Σ 1/(k + rank) over the vector and the full-text ranking, plus the weighted identifier boost."""
+    k = weights["rrf"]
+    vec = sorted((c for c in cands if c.from_vector), key=lambda c: -(c.cosine or 0.0))
+    txt = sorted((c for c in cands if c.from_text), key=lambda c: -c.text_raw)
+    for c in cands:
+        c.score = weights.get("identifier", 1.0) * c.identifier
+    for ranking in (vec, txt):
+        for rank, c in enumerate(ranking, start=1):
+            c.score += 1.0 / (k + rank)
+    return sorted(cands, key=lambda c: (-c.score, c.rel_path, c.start_line))
 
 
 # --- the engine ------------------------------------------------------------------------------
