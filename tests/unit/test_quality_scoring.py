@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.quality.analysis import analyse
+from bench.quality.analysis import FileAnalysis, analyse
 from bench.quality.metrics import lolo_choice, lolo_ranks, metrics, objective
 from bench.quality.model import Definition, Query, Section, Target
 from bench.quality import queries
@@ -56,7 +56,7 @@ def test_other():
 README = "# Demo\n\n## Loading config files\n\nCall parseConfig.\n\n## Usage\n\nText.\n"
 
 
-def _files() -> list:  # type: ignore[type-arg]
+def _files() -> list[FileAnalysis]:
     return [
         analyse("src/config.ts", SRC_TS),
         analyse("dist/config.js", DIST_JS),
