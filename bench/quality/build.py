@@ -4,6 +4,7 @@ sample parameters or the suite's rules change."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -56,6 +57,47 @@ def _write_tree(dest: Path, chosen: dict[str, bytes]) -> None:
             os.rmdir(root)
 
 
+def _blanked(root: Path, rel: str) -> bytes:
+    """The file as indexed: its doc comments blanked (a file that is not UTF-8 is kept as it is)."""
+    data = (root / rel).read_bytes()
+    try:
+        decoded = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data
+    f = analyse(rel, decoded.replace("\r\n", "\n"))
+    return data if f.blanked == decoded else f.blanked.encode("utf-8", "surrogatepass")
+
+
+def _candidates(
+    lib: Library, root: Path, indexable: Callable[[Path], list[str]], seed: int
+) -> tuple[list[str], dict[QuerySet, list[Query]]]:
+    """Every indexable file and every candidate query of the whole library (cached: analysing a
+    large library takes minutes; samples of any size are drawn from this)."""
+    cached = CACHE / "candidates" / f"{lib.key}-s{seed}.json.gz"
+    if cached.exists():
+        data = json.loads(gzip.decompress(cached.read_bytes()))
+        if data["rules"] == RULES:
+            found = {s: [Query.from_json(q) for q in qs] for s, qs in data["candidates"].items()}
+            return data["files"], found
+    files: list[FileAnalysis] = []
+    all_files = indexable(root)
+    for rel in all_files:
+        try:
+            decoded = (root / rel).read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            continue  # indexed as it is, never a query's answer
+        files.append(analyse(rel, decoded.replace("\r\n", "\n")))
+    candidates = queries.all_candidates(lib, files, seed)
+    payload = {
+        "rules": RULES,
+        "files": all_files,
+        "candidates": {s: [q.to_json() for q in qs] for s, qs in candidates.items()},
+    }
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_bytes(gzip.compress(json.dumps(payload).encode()))
+    return all_files, candidates
+
+
 def build_library(
     lib: Library,
     indexable: Callable[[Path], list[str]],
@@ -75,25 +117,12 @@ def build_library(
             return Built(lib, tree, project_id, [Query.from_json(q) for q in data["queries"]], data["info"])
     started = time.monotonic()
     root = source_tree(lib)
-    files: list[FileAnalysis] = []
-    raw: dict[str, bytes] = {}
-    for rel in indexable(root):
-        data_bytes = (root / rel).read_bytes()
-        raw[rel] = data_bytes
-        try:
-            decoded = data_bytes.decode("utf-8")
-        except UnicodeDecodeError:
-            continue  # indexed as it is, never a query's answer
-        f = analyse(rel, decoded.replace("\r\n", "\n"))
-        files.append(f)
-        if f.blanked != decoded:
-            raw[rel] = f.blanked.encode("utf-8", "surrogatepass")
-    candidates = queries.all_candidates(lib, files, seed)
-    chosen = queries.sample(lib.name, raw, candidates, max_files=max_files, cap=cap, seed=seed)
-    _write_tree(tree, {rel: raw[rel] for rel in sorted(chosen.files)})
+    all_files, candidates = _candidates(lib, root, indexable, seed)
+    chosen = queries.sample(lib.name, all_files, candidates, max_files=max_files, cap=cap, seed=seed)
+    _write_tree(tree, {rel: _blanked(root, rel) for rel in sorted(chosen.files)})
     picked = [q for s in model.QUERY_SETS for q in chosen.queries.get(s, [])]
     info = {
-        "files_in_library": len(raw),
+        "files_in_library": len(all_files),
         "files_indexed": len(chosen.files),
         "candidates": {s: len(v) for s, v in candidates.items()},
         "queries": {s: len(chosen.queries.get(s, [])) for s in model.QUERY_SETS},
