@@ -212,8 +212,8 @@ def test_sections_of_markdown_and_rst() -> None:
     got = [(s.heading, s.start, s.end, s.body_lines) for s in sections_of("README.md", md)]
     assert got == [("Title", 1, 4, 1), ("Install it", 5, 10, 4)]
     rst = "=====\nGuide\n=====\n\nHello.\n\n1. Making queries\n-----------------\nText\n"
-    got = [(s.heading, s.start, s.end) for s in sections_of("docs/guide.txt", rst)]
-    assert got == [("Guide", 1, 6), ("Making queries", 7, 9)]
+    got_rst = [(s.heading, s.start, s.end) for s in sections_of("docs/guide.txt", rst)]
+    assert got_rst == [("Guide", 1, 6), ("Making queries", 7, 9)]
 
 
 def test_mirror_path_joins_source_and_build_copies() -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from bench.quality import queries
 from bench.quality.analysis import FileAnalysis, analyse
 from bench.quality.metrics import lolo_choice, lolo_ranks, metrics, objective
 from bench.quality.model import Definition, Query, Section, Target
-from bench.quality import queries
 from bench.quality.queries import doc_queries, docs_queries, ident_queries, sample
 from bench.quality.suite import Library
 
@@ -42,7 +42,7 @@ export function right() {
   // end
 }
 """
-TEST_PY = '''def test_parseConfig():
+TEST_PY = """def test_parseConfig():
     assert True
 
 
@@ -52,7 +52,7 @@ def test_parseConfig_empty():
 
 def test_other():
     pass
-'''
+"""
 README = "# Demo\n\n## Loading config files\n\nCall parseConfig.\n\n## Usage\n\nText.\n"
 
 
@@ -147,7 +147,7 @@ def test_lolo_chooses_on_the_other_libraries_only() -> None:
     assert chosen == dict.fromkeys(libs, "a")  # lib3 never votes for itself
     assert lolo_ranks(table, chosen)["lib3"]["doc"] == [2]
     # Each (library, set) cell weighs the same, whatever its size.
-    sized = {"c": {"x": {"doc": [1] * 9, "ident": [None]}}}
+    sized: dict[str, dict[str, dict[str, list[int | None]]]] = {"c": {"x": {"doc": [1] * 9, "ident": [None]}}}
     assert objective(sized, "c", ["x"]) == pytest.approx(0.5)
     tie = {"a": {"x": {"doc": [1]}, "y": {"doc": [1]}}, "b": {"x": {"doc": [1]}, "y": {"doc": [1]}}}
     assert lolo_choice(tie, ["a", "b"], ["x", "y"]) == {"x": "a", "y": "a"}
