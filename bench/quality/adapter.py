@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import product as cartesian
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -38,20 +38,12 @@ from server.app import App
 from server.db.registry import Project
 from server.indexer.scanner import DEFAULT_MAX_FILE_SIZE, scan_repository
 from server.indexer.tokens import query_tokens
-from server.search.engine import (
-    TEXT_MATCH_BUDGET,
-    VECTOR_WEIGHT,
-    Candidate,
-    CodeSearch,
-    Filters,
-    SearchRequest,
-    dedupe,
-    fetch_candidates,
-    fuse,
-    identifier_of,
-    plan_identifier,
-    plan_text_query,
-)
+from server.indexer.types import ChunkKind
+from server.search.candidates import CandidateQuery, Filters, fetch_candidates
+from server.search.engine import CodeSearch
+from server.search.ranking import VECTOR_WEIGHT, Candidate, dedupe, fuse
+from server.search.request import SearchRequest, identifier_of
+from server.search.textplan import TEXT_MATCH_BUDGET, plan_identifier, plan_text_query
 from server.settings import Settings
 
 LIMIT = 10
@@ -123,8 +115,8 @@ class FeatureSet:
 
 def _candidate(chunk: Chunk, values: tuple[float | None, float, bool, bool, float]) -> Candidate:
     cid, file_id, repo, path, start, end, symbol, kind, language, content_hash = chunk
-    c = Candidate(cid, file_id, uuid.UUID(repo), path, start, end, symbol, kind, language, content_hash,
-                  values[0], values[1], values[2], values[3])  # fmt: skip
+    c = Candidate(cid, file_id, uuid.UUID(repo), path, start, end, symbol, cast(ChunkKind, kind), language,
+                  content_hash, values[0], values[1], values[2], values[3])  # fmt: skip
     c.identifier = values[4]
     return c
 
@@ -172,7 +164,7 @@ class Engine:
 
     async def __aenter__(self) -> Engine:
         await self.app.start(workers=False)
-        self.search = CodeSearch(self.app)
+        self.search = CodeSearch.from_app(self.app)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -230,14 +222,14 @@ class Engine:
             stats = await self.search.term_stats(project, conn)
             for text, vector in zip(texts, vectors, strict=True):
                 identifier = identifier_of(text)
-                cands = await fetch_candidates(
-                    conn,
+                query = CandidateQuery(
                     vector=np.asarray(vector, dtype=np.float32),
                     text=plan_text_query(query_tokens(text), stats, TEXT_MATCH_BUDGET),
                     identifier=identifier,
                     identifier_query=plan_identifier(identifier, stats),
                     filters=Filters(),
                 )
+                cands = await fetch_candidates(conn, query)
                 found.queries.append([_features_of(c, found.chunks) for c in cands])
         self.cache.mkdir(parents=True, exist_ok=True)
         path.write_bytes(gzip.compress(json.dumps(found.to_json()).encode()))

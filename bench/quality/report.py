@@ -21,6 +21,20 @@ def _pooled(run: Run, config: str, libraries: Sequence[str], s: str) -> Metrics:
     return metrics(ranks)
 
 
+def same_ranks(run: Run, a: str, b: str) -> float | None:
+    """Share of queries ranked alike by two configurations (re-ranking cached features at the
+    product's weights should reproduce the product: anything else means the adapter drifted)."""
+    if a not in run.ranked or b not in run.ranked:
+        return None
+    pairs = [
+        (x, y)
+        for lib, sets in run.ranked[a].items()
+        for s, ranks in sets.items()
+        for x, y in zip(ranks, run.ranked[b].get(lib, {}).get(s, []), strict=False)
+    ]
+    return sum(1 for x, y in pairs if x == y) / len(pairs) if pairs else None
+
+
 def tables(run: Run) -> dict[str, Any]:
     configs = [c for c in run.compare if c in run.ranked]
     languages: dict[str, list[str]] = {}
@@ -46,7 +60,9 @@ def tables(run: Run) -> dict[str, Any]:
         per_library[config] = {
             lib: {s: metrics(r).as_dict() for s, r in sets.items()} for lib, sets in run.ranked[config].items()
         }
-    return {"by_language": by_language, "overall_macro": overall, "per_library": per_library}
+    agreement = same_ranks(run, "product", "current")
+    return {"by_language": by_language, "overall_macro": overall, "per_library": per_library,
+            "product_current_agreement": agreement}  # fmt: skip
 
 
 def render(run: Run) -> str:
@@ -72,6 +88,12 @@ def render(run: Run) -> str:
             ranks = run.ranked.get(configs[0], {}).get(lib, {}).get(s, []) if configs else []
             row = "".join(f"{metrics(run.ranked.get(c, {}).get(lib, {}).get(s, [])).mrr:<12.3f}" for c in configs)
             lines.append(f"{lib[:11]:<12}{s:<6}{len(ranks):>5}  {row}")
+    agreement = same_ranks(run, "product", "current")
+    if agreement is not None:
+        lines.append("")
+        lines.append(
+            f"`current` (cached candidates, product weights) gives `product`'s rank on {agreement:.1%} of queries"
+        )
     if run.lolo:
         lines.append("")
         lines.append("leave-one-library-out choice (weights tuned on all other libraries):")
