@@ -174,8 +174,11 @@ class Engine:
         return (await self.app.resolver.resolve(project_id, None, create=True)).project
 
     async def index(self, project_id: str, root: Path, name: str) -> IndexStats:
+        """Index, then ANALYZE: the pipeline leaves term statistics to autovacuum, and until it runs
+        search ranks full text without IDF weights; every configuration must see the same state."""
         started = time.monotonic()
         result = await self.app.index(await self._project(project_id), root, name=name)
+        await self._pool_fetch(project_id, "ANALYZE chunks")
         return IndexStats(result.total_files, result.total_chunks, result.chunks_embedded, time.monotonic() - started)
 
     async def _pool_fetch(self, project_id: str, sql: str) -> list[Any]:
