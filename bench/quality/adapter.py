@@ -57,10 +57,11 @@ NAMED: dict[str, dict[str, float]] = {
     "vector": {"vector": 1.0, "identifier": 1.0},
     "rrf": {"rrf": 60.0, "identifier": 1.0},
 }
-# The sweep that leave-one-library-out chooses from; the product's weights first (ties go to them).
+# The sweep that leave-one-library-out chooses from. Ties go to the earlier entry: the product's
+# weights first, and for each vector weight the product's identifier weight before the others.
 GRID: list[dict[str, float]] = [PRODUCT_WEIGHTS] + [
     {"vector": v, "identifier": i}
-    for v, i in cartesian((0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0), (0.5, 1.0, 2.0))
+    for v, i in cartesian((0.85, 0.8, 0.9, 0.75, 0.95, 0.7, 1.0, 0.6, 0.5), (1.0, 0.5, 2.0))
     if {"vector": v, "identifier": i} != PRODUCT_WEIGHTS
 ]
 _ROOT = Path(__file__).resolve().parents[2]
