@@ -12,10 +12,12 @@ are chosen leave-one-library-out. Everything engine-specific is in bench/quality
     python -m bench.quality build [--languages python,js,rust,c] [--libraries django,zod] [--max-files 150]
     python -m bench.quality index [same selection]            # incremental: a second run is fast
     python -m bench.quality run --sets doc,ident,docs,tests --languages python,js,rust,c \\
-        [--compare product,current,text,vector,lolo] [--config strong-ident=identifier:2] [--json PATH]
+        [--compare product,current,text,transformer,static,no-priors,rrf,lolo] \\
+        [--config strong-ident=identifier:2] [--json PATH]
 
-`product` ranks through CodeSearch.search itself; `current`, `text`, `vector`, --config entries and
-the `lolo` sweep re-rank each query's cached candidates (gathered once per index state). Results go
+`product` ranks through CodeSearch.search itself; the named configurations of
+bench/quality/adapter.py, --config entries and the `lolo` sweep re-rank each query's cached
+candidates (gathered once per index state). Results go
 to bench/results/quality-<time>.json (gitignored). Downloads, unpacked sources, trees, query sets and
 candidate features are cached under ~/.cache/codebase-bench/quality/. The database is the
 server's: CODEBASE_MCP_DATA_DIR (embedded PostgreSQL; use a directory of your own) or DATABASE_URL.

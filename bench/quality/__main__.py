@@ -17,6 +17,8 @@ from bench.quality import adapter, build, report, runner, suite
 from bench.quality.model import QUERY_SETS, QuerySet
 from server.settings import Settings
 
+DEFAULT_COMPARE = ["product", "current", "text", "transformer", "static", "no-priors", "rrf", "lolo"]
+
 
 def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
@@ -36,11 +38,11 @@ def parser() -> argparse.ArgumentParser:
         c.add_argument("--cap", type=int, default=200, help="queries per set and library")
         if name == "run":
             c.add_argument("--sets", type=_csv, default=list(QUERY_SETS), help=f"of {','.join(QUERY_SETS)}")
-            c.add_argument("--compare", type=_csv, default=["product", "current", "text", "vector", "lolo"],
-                           help="configurations side by side: product (CodeSearch.search), current, text, vector, "
-                           "lolo (the sweep chosen leave-one-library-out) and --config names")  # fmt: skip
+            c.add_argument("--compare", type=_csv, default=DEFAULT_COMPARE,
+                           help="configurations side by side: product (CodeSearch.search), lolo (the sweep chosen "
+                           f"leave-one-library-out), {', '.join(adapter.NAMED)} and --config names")  # fmt: skip
             c.add_argument("--config", action="append", default=[], help="NAME=key:value,... re-rank weights "
-                           f"(keys: {', '.join(adapter.PRODUCT_WEIGHTS)}), compared too")  # fmt: skip
+                           f"(keys: {', '.join(adapter.PRODUCT_WEIGHTS)}, rrf), compared too")  # fmt: skip
             c.add_argument("--json", help="results file (default: bench/results/quality-<time>.json)")
     return p
 

@@ -1,26 +1,33 @@
 """Everything the suite knows about the engine, in one place.
 
 * `indexable(root)`: the files the engine's scanner would index (the sample is drawn from them).
-* `Engine.index`: the product's own pipeline (`App.index`), full text and vectors.
+* `Engine.index`: the product's own pipeline (`App.index`), every tier, then ANALYZE.
 * `Engine.product`: the public search path (`CodeSearch.search`, as the `search_code` tool
   calls it); each query's ranked (path, start, end).
-* `Engine.features` + `rerank`: each query's candidates gathered ONCE with their per-signal
-  features, then re-ranked offline under any weights, so a sweep never queries again.
+* `Engine.features` + `rerank`: each query's candidates gathered ONCE, as `CodeSearch.search`
+  gathers them, with their per-signal features, then re-ranked offline under any weights, so a
+  sweep never queries again.
 
-Features today: `cosine` (None: no vector yet), `text_raw` (Σ idf·ts_rank), `identifier` (boost when
-the query names the symbol), `kind`, `path`, `symbol`. A weight configuration is a mapping:
+Features today: per candidate `cosine` (transformer tier), `static_cosine`, `text_raw`
+(Σ idf·ts_rank), `identifier` (boost when the query names the symbol), the `from_*` flags, and the
+chunk's `kind`, `role`, `path`, `symbol`; per query its `intent`. A configuration is a mapping over
+the fields of `server.search.ranking.Weights` (tier and text weights, role priors), plus
 
-    vector       w in  w·cosine + (1 − w)·text  (the product's blend, `fuse`)
     identifier   multiplier of the identifier boost (the product: 1)
-    rrf          k of reciprocal-rank fusion of the vector and text rankings, instead of the blend
+    priors       multiplier of every role prior (the product: 1)
+    rrf          k of reciprocal-rank fusion of the three rankings, instead of the blend
 
-To add a feature: compute it per candidate in `_features_of` (a new column of `Cand.values`), add
-its weight to `extra_score` (a new key in the mapping, default 0), and extend `GRID`. Candidate
-features are cached on disk, keyed by the index's state and the engine's search source code.
+The query-time transformer re-rank only embeds candidates that have no transformer vector yet;
+the suite indexes every tier fully, so it changes nothing here and `rerank` leaves it out.
+
+To add a feature: read it per candidate in `_features_of` (a new column of `Cand.values`), use it
+in `rerank` (a new key of the mapping, neutral by default), and extend `GRID`. Candidate features
+are cached on disk, keyed by the index's state and the engine's search source code.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import json
@@ -36,33 +43,43 @@ import numpy as np
 
 from server.app import App
 from server.db.registry import Project
+from server.indexer.roles import Role
 from server.indexer.scanner import DEFAULT_MAX_FILE_SIZE, scan_repository
 from server.indexer.tokens import query_tokens
 from server.indexer.types import ChunkKind
 from server.search.candidates import CandidateQuery, Filters, fetch_candidates
 from server.search.engine import CodeSearch
-from server.search.ranking import VECTOR_WEIGHT, Candidate, dedupe, fuse
+from server.search.intent import Intent, intent_of
+from server.search.ranking import DEFAULT_WEIGHTS, Candidate, Weights, dedupe, fuse
 from server.search.request import SearchRequest, identifier_of
 from server.search.textplan import TEXT_MATCH_BUDGET, plan_identifier, plan_text_query
 from server.settings import Settings
 
 LIMIT = 10
 Hit = tuple[str, int, int]  # (path, start line, end line)
-Weights = Mapping[str, float]
 
-PRODUCT_WEIGHTS: dict[str, float] = {"vector": VECTOR_WEIGHT, "identifier": 1.0}
+PRODUCT_WEIGHTS: dict[str, float] = {**dataclasses.asdict(DEFAULT_WEIGHTS), "identifier": 1.0, "priors": 1.0}
+_TIERS = ("transformer", "static", "text")
+
+
+def _tiers(transformer: float, static: float, text: float, **extra: float) -> dict[str, float]:
+    return {**PRODUCT_WEIGHTS, "transformer": transformer, "static": static, "text": text, **extra}
+
+
 NAMED: dict[str, dict[str, float]] = {
     "current": PRODUCT_WEIGHTS,  # today's ranking, re-ranked from cached features
-    "text": {"vector": 0.0, "identifier": 1.0},
-    "vector": {"vector": 1.0, "identifier": 1.0},
-    "rrf": {"rrf": 60.0, "identifier": 1.0},
+    "text": _tiers(0.0, 0.0, 1.0),
+    "transformer": _tiers(1.0, 0.0, 0.0),
+    "static": _tiers(0.0, 1.0, 0.0),
+    "no-priors": {**PRODUCT_WEIGHTS, "priors": 0.0},
+    "rrf": {**PRODUCT_WEIGHTS, "rrf": 60.0},
 }
 # The sweep that leave-one-library-out chooses from. Ties go to the earlier entry: the product's
-# weights first, and for each vector weight the product's identifier weight before the others.
+# weights first, then the nearest values first.
 GRID: list[dict[str, float]] = [PRODUCT_WEIGHTS] + [
-    {"vector": v, "identifier": i}
-    for v, i in cartesian((0.85, 0.8, 0.9, 0.75, 0.95, 0.7, 1.0, 0.6, 0.5), (1.0, 0.5, 2.0))
-    if {"vector": v, "identifier": i} != PRODUCT_WEIGHTS
+    w
+    for t, st, tx, pr in cartesian((0.6, 0.5, 0.7), (0.25, 0.15, 0.35), (0.15, 0.1, 0.2), (1.0, 0.0, 2.0))
+    if (w := _tiers(t, st, tx, priors=pr)) != PRODUCT_WEIGHTS
 ]
 _ROOT = Path(__file__).resolve().parents[2]
 _SEARCH_SOURCES = [
@@ -86,69 +103,86 @@ class IndexStats:
 
 # --- candidates and their features ---------------------------------------------------------------
 
-Chunk = tuple[int, int, str, str, int, int, str | None, str, str, str]
-# (id, file_id, repository_id, path, start, end, symbol, kind, language, content_hash)
+Chunk = tuple[int, int, str, str, int, int, str | None, str, str, str, str]
+# (id, file_id, repository_id, path, start, end, symbol, kind, language, role, content_hash)
+Values = tuple[float | None, float | None, float, bool, bool, bool, float]
+# (cosine, static_cosine, text_raw, from_vector, from_text, from_static, identifier)
 
 
 @dataclass(frozen=True, slots=True)
 class Cand:
     chunk: int  # chunk id: its static facts live in FeatureSet.chunks
-    values: tuple[float | None, float, bool, bool, float]  # cosine, text_raw, from_vector, from_text, identifier
+    values: Values
 
 
 @dataclass(slots=True)
 class FeatureSet:
-    """One query set's candidates: static chunk facts once, per-query signal values."""
+    """One query set's candidates: static chunk facts once, per-query signal values and intent."""
 
     chunks: dict[int, Chunk]
     queries: list[list[Cand]]
+    intents: list[str]
 
     def to_json(self) -> dict[str, Any]:
         queries = [[[c.chunk, *c.values] for c in q] for q in self.queries]
-        return {"chunks": list(self.chunks.values()), "queries": queries}
+        return {"chunks": list(self.chunks.values()), "queries": queries, "intents": self.intents}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FeatureSet:
-        chunks = {int(c[0]): tuple(c) for c in data["chunks"]}
-        queries = [[Cand(int(c[0]), (c[1], c[2], c[3], c[4], c[5])) for c in q] for q in data["queries"]]
-        return cls(chunks, queries)
+        chunks = {int(c[0]): cast(Chunk, tuple(c)) for c in data["chunks"]}
+        queries = [[Cand(int(c[0]), cast(Values, tuple(c[1:]))) for c in q] for q in data["queries"]]
+        return cls(chunks, queries, data["intents"])
 
 
-def _candidate(chunk: Chunk, values: tuple[float | None, float, bool, bool, float]) -> Candidate:
-    cid, file_id, repo, path, start, end, symbol, kind, language, content_hash = chunk
-    c = Candidate(cid, file_id, uuid.UUID(repo), path, start, end, symbol, cast(ChunkKind, kind), language,
-                  content_hash, values[0], values[1], values[2], values[3])  # fmt: skip
-    c.identifier = values[4]
-    return c
+def _candidate(chunk: Chunk, v: Values) -> Candidate:
+    cid, file_id, repo, path, start, end, symbol, kind, language, role, content_hash = chunk
+    return Candidate(
+        cid, file_id, uuid.UUID(repo), path, start, end, symbol, cast(ChunkKind, kind), language, cast(Role, role),
+        content_hash, cosine=v[0], static_cosine=v[1], text_raw=v[2], from_vector=v[3], from_text=v[4],
+        from_static=v[5], identifier=v[6],
+    )  # fmt: skip
 
 
-def extra_score(c: Candidate, weights: Weights) -> float:
-    """What `weights` add to the product's blend (zero at the product's own weights)."""
-    return (weights.get("identifier", 1.0) - 1.0) * c.identifier
+def weights_of(weights: Mapping[str, float]) -> Weights:
+    """The product's `Weights` with these values, role priors scaled by `priors`."""
+    fields = {f.name for f in dataclasses.fields(Weights)}
+    unknown = set(weights) - fields - {"identifier", "priors", "rrf"}
+    if unknown:
+        raise ValueError(f"unknown weights {sorted(unknown)}; known: {sorted(fields)}, identifier, priors, rrf")
+    values = {k: float(v) for k, v in weights.items() if k in fields}
+    scale = weights.get("priors", 1.0)
+    for name in fields - set(_TIERS):
+        values[name] = values.get(name, getattr(DEFAULT_WEIGHTS, name)) * scale
+    return dataclasses.replace(DEFAULT_WEIGHTS, **values)
 
 
-def rerank(features: FeatureSet, i: int, weights: Weights, limit: int = LIMIT) -> list[Hit]:
+def rerank(features: FeatureSet, i: int, weights: Mapping[str, float], limit: int = LIMIT) -> list[Hit]:
     """Query `i`'s candidates ranked under `weights`, deduplicated as the product does."""
     cands = [_candidate(features.chunks[c.chunk], c.values) for c in features.queries[i]]
+    intent = cast(Intent, features.intents[i])
+    ranked = fuse(cands, weights_of(weights), intent)
     if "rrf" in weights:
-        return [(c.rel_path, c.start_line, c.end_line) for c in dedupe(_rrf(cands, weights), limit)]
-    ranked = fuse(cands, weights.get("vector", VECTOR_WEIGHT))
-    extra = [extra_score(c, weights) for c in ranked]
-    if any(extra):
-        for c, e in zip(ranked, extra, strict=True):
-            c.score += e
+        ranked = _rrf(ranked, weights)
+    factor = weights.get("identifier", 1.0)
+    if factor != 1.0:
+        for c in ranked:
+            c.score += (factor - 1.0) * c.identifier
         ranked.sort(key=lambda c: (-c.score, c.rel_path, c.start_line))
     return [(c.rel_path, c.start_line, c.end_line) for c in dedupe(ranked, limit)]
 
 
-def _rrf(cands: list[Candidate], weights: Weights) -> list[Candidate]:
-    """Σ 1/(k + rank) over the vector and the full-text ranking, plus the weighted identifier boost."""
+def _rrf(cands: list[Candidate], weights: Mapping[str, float]) -> list[Candidate]:
+    """Σ 1/(k + rank) over the transformer, static and full-text rankings, plus the identifier
+    boost and the role prior that `fuse` computed."""
     k = weights["rrf"]
-    vec = sorted((c for c in cands if c.from_vector), key=lambda c: -(c.cosine or 0.0))
-    txt = sorted((c for c in cands if c.from_text), key=lambda c: -c.text_raw)
+    rankings = [
+        sorted((c for c in cands if c.cosine is not None), key=lambda c: -(c.cosine or 0.0)),
+        sorted((c for c in cands if c.static_cosine is not None), key=lambda c: -(c.static_cosine or 0.0)),
+        sorted((c for c in cands if c.from_text), key=lambda c: -c.text_raw),
+    ]
     for c in cands:
-        c.score = weights.get("identifier", 1.0) * c.identifier
-    for ranking in (vec, txt):
+        c.score = c.identifier + c.prior
+    for ranking in rankings:
         for rank, c in enumerate(ranking, start=1):
             c.score += 1.0 / (k + rank)
     return sorted(cands, key=lambda c: (-c.score, c.rel_path, c.start_line))
@@ -212,22 +246,25 @@ class Engine:
         return out
 
     async def features(self, project_id: str, texts: Sequence[str], label: str) -> FeatureSet:
-        """Every query's candidates as `CodeSearch.search` gathers them, cached by index state."""
+        """Every query's candidates as `CodeSearch.search` gathers them on a fully embedded index,
+        cached by index state."""
         key = hashlib.sha256(("\n".join(texts) + await self.fingerprint(project_id)).encode()).hexdigest()[:16]
         path = self.cache / f"{project_id}-{label}-{key}.json.gz"
         if path.exists():
             return FeatureSet.from_json(json.loads(gzip.decompress(path.read_bytes())))
-        assert self.search is not None and self.app.cluster is not None
+        assert self.search is not None
         project = await self._project(project_id)
         pool = await self.app.cluster.pool(project.database_name)
         vectors: list[Any] = list(await self.app.embedder.embed(list(texts))) if texts else []
-        found = FeatureSet({}, [])
+        found = FeatureSet({}, [], [])
         async with pool.acquire() as conn:
             stats = await self.search.term_stats(project, conn)
             for text, vector in zip(texts, vectors, strict=True):
                 identifier = identifier_of(text)
                 query = CandidateQuery(
                     vector=np.asarray(vector, dtype=np.float32),
+                    static_vector=self.search.embed_static(text),
+                    static_search=False,  # as search does once every chunk has a transformer vector
                     text=plan_text_query(query_tokens(text), stats, TEXT_MATCH_BUDGET),
                     identifier=identifier,
                     identifier_query=plan_identifier(identifier, stats),
@@ -235,6 +272,7 @@ class Engine:
                 )
                 cands = await fetch_candidates(conn, query)
                 found.queries.append([_features_of(c, found.chunks) for c in cands])
+                found.intents.append(intent_of(text, identifier=identifier is not None))
         self.cache.mkdir(parents=True, exist_ok=True)
         path.write_bytes(gzip.compress(json.dumps(found.to_json()).encode()))
         return found
@@ -243,5 +281,5 @@ class Engine:
 def _features_of(c: Candidate, chunks: dict[int, Chunk]) -> Cand:
     if c.id not in chunks:
         chunks[c.id] = (c.id, c.file_id, str(c.repository_id), c.rel_path, c.start_line, c.end_line, c.symbol,
-                        c.kind, c.language, c.content_hash[:16])  # fmt: skip
-    return Cand(c.id, (c.cosine, c.text_raw, c.from_vector, c.from_text, c.identifier))
+                        c.kind, c.language, c.role, c.content_hash[:16])  # fmt: skip
+    return Cand(c.id, (c.cosine, c.static_cosine, c.text_raw, c.from_vector, c.from_text, c.from_static, c.identifier))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +20,10 @@ from server.settings import Settings
 Ranked = dict[str, dict[str, dict[str, list[int | None]]]]  # config -> library -> set -> ranks
 
 
-def weights_name(w: adapter.Weights) -> str:
-    return ",".join(f"{k}={v:g}" for k, v in sorted(w.items()))
+def weights_name(w: Mapping[str, float]) -> str:
+    """The weights that differ from the product's, `key=value,...` ("product" when none do)."""
+    changed = [f"{k}={v:g}" for k, v in sorted(w.items()) if adapter.PRODUCT_WEIGHTS.get(k) != v]
+    return ",".join(changed) or "product"
 
 
 def parse_config(spec: str) -> tuple[str, dict[str, float]]:
@@ -38,6 +40,10 @@ def parse_config(spec: str) -> tuple[str, dict[str, float]]:
             raise SystemExit(f"--config {spec!r}: {item!r} is not key:number") from None
         if not colon:
             raise SystemExit(f"--config {spec!r}: {item!r} is not key:number")
+    try:
+        adapter.weights_of(weights)
+    except ValueError as exc:
+        raise SystemExit(f"--config {spec!r}: {exc}") from None
     return name, weights
 
 
@@ -80,7 +86,7 @@ async def evaluate(
     built: list[Built],
     sets: list[QuerySet],
     compare: list[str],
-    custom: dict[str, dict[str, float]],
+    custom: Mapping[str, Mapping[str, float]],
     log: Callable[[str], None] = print,
 ) -> Run:
     run = Run(built, sets, compare)
@@ -88,7 +94,7 @@ async def evaluate(
     async with adapter.Engine(settings, CACHE / "features") as engine:
         run.index = await index_all(engine, built, log)
         run.seconds["index"] = round(time.monotonic() - started, 1)
-        weight_configs: dict[str, adapter.Weights] = {n: w for n, w in adapter.NAMED.items() if n in compare}
+        weight_configs: dict[str, Mapping[str, float]] = {n: w for n, w in adapter.NAMED.items() if n in compare}
         weight_configs.update(custom)
         grid = {weights_name(w): w for w in adapter.GRID} if "lolo" in compare else {}
         for b in built:
