@@ -4,12 +4,15 @@ Usage: python bench/embed_speed.py [--chunks 256] [--threads N] [--repeat 1]
 Prints chunks/s for batch sizes 16/32/64 at max lengths 128/256, and the peak RSS of each
 configuration (each runs in its own process, so the peaks do not mask one another).
 CPU-seconds per chunk are shown too: they are less disturbed by other load on the machine.
+Last, how long a cancelled `embed` call takes to end, in milliseconds and in batches (the
+embedder promises a cancel lands within one batch).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import resource
 import subprocess
@@ -67,6 +70,31 @@ async def measure(chunk_count: int, batch_size: int, max_length: int, threads: i
     )
 
 
+async def cancel_latency(threads: int | None, batch_size: int = 4, samples: int = 5) -> None:
+    """Cancel a long `embed` call mid-run; time from `cancel()` to the caller seeing CancelledError."""
+    embedder = LocalEmbedder(batch_size=batch_size, threads=threads)
+    await embedder.load()
+    started = time.perf_counter()
+    await embedder.embed(["warm up " * 30] * batch_size)
+    one_batch = time.perf_counter() - started
+    latencies = []
+    for _ in range(samples):
+        task = asyncio.create_task(embedder.embed(["some code text " * 30] * 2000))
+        await asyncio.sleep(3 * one_batch)
+        cancelled_at = time.perf_counter()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        latencies.append(time.perf_counter() - cancelled_at)
+        await embedder.embed(["still alive"])  # waits for the batch still running in its thread
+    worst = max(latencies)
+    print(
+        f"cancel (batch={batch_size}): one batch {1000 * one_batch:.0f} ms; cancel landed after "
+        f"{1000 * min(latencies):.1f}-{1000 * worst:.1f} ms ({worst / one_batch:.2f} batches at worst)",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--chunks", type=int, default=256)
@@ -87,6 +115,7 @@ def main() -> None:
                 only = ["--only", str(batch_size), str(max_length)]
                 command = [sys.executable, __file__, "--chunks", str(args.chunks), *only, *extra]
                 subprocess.run(command, check=True)
+    asyncio.run(cancel_latency(args.threads))
 
 
 if __name__ == "__main__":
