@@ -1,11 +1,15 @@
-"""Shared fixtures: one real embedded PostgreSQL (pgvector) for the whole run.
+"""Shared fixtures: a real embedded PostgreSQL (pgvector) per test process, real embedders, real MCP clients.
 
-Tests get fresh project databases by using unique project ids; nothing is mocked.
+Under pytest-xdist every worker process starts a server of its own (own data directory, own port), so
+workers never share a database; tests within a worker get fresh project databases by unique project ids,
+and every `app` gets a registry database of its own. Nothing is mocked. See tests/README.md.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
 import socket
 import tempfile
 import uuid
@@ -13,18 +17,70 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from fastmcp import Client
 
 from server.app import App
-from server.db.cluster import Cluster
-from server.db.embedded import EmbeddedPostgres, RunningServer
+from server.db.cluster import Cluster, with_database
+from server.db.embedded import EmbeddedPostgres, EmbeddedPostgresError, RunningServer
 from server.db.registry import Registry
 from server.embeddings import Embedder, create_embedder
 from server.mcp.server import build_server
 from server.settings import Settings
+from tests.fakes import FakeEmbedder
 
 EMBEDDER_NAME = "local:all-MiniLM-L6-v2-int8"
+TESTS_DIR = Path(__file__).resolve().parent
+FOLDER_MARKERS = ("unit", "integration", "contract", "e2e")
+# Workers for a plain `python3 -m pytest`: more than the 2 cores, as the tests mostly wait on PostgreSQL,
+# subprocesses and sockets (measured: see tests/README.md).
+DEFAULT_WORKERS = 3
+# Slowest folders first: under xdist the long process tests start at once and short ones fill the gaps.
+_FOLDER_ORDER = {"e2e": 0, "contract": 1, "integration": 2, "unit": 3}
+# A throwaway server's data lives in RAM when it can: creating and deleting hundreds of small databases
+# on a disk mounted with `discard` costs tens of seconds.
+_RAM_DIR = Path("/dev/shm")
+_RAM_DIR_MIN_FREE = 4 << 30
+# Settings of the throwaway test server only: keep WAL (in RAM) small; checkpoints are cheap without fsync.
+_TEST_SERVER_CONF = {"max_wal_size": "128MB", "min_wal_size": "32MB"}
+
+
+# --- options and collection -----------------------------------------------------------------------
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """Distribute over DEFAULT_WORKERS xdist workers unless told otherwise (`-n N`, `-n 0`, `-p no:xdist`).
+
+    Set here rather than in addopts so that `-p no:xdist` still parses. `--pdb` implies one process.
+    """
+    if not config.pluginmanager.has_plugin("xdist") or hasattr(config, "workerinput"):
+        return
+    if config.getoption("numprocesses") is None and not config.getoption("usepdb"):
+        config.option.numprocesses = DEFAULT_WORKERS
+    if config.getoption("dist") == "no" and config.getoption("numprocesses"):
+        config.option.dist = "loadgroup"  # as `load`, but honours xdist_group marks
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test with its folder (tests/unit → `unit`, ...), then order folders slowest first."""
+    for item in items:
+        folder = _folder_of(item)
+        if folder in FOLDER_MARKERS:
+            item.add_marker(folder)
+    items.sort(key=lambda item: _FOLDER_ORDER.get(_folder_of(item), len(_FOLDER_ORDER)))  # stable sort
+
+
+def _folder_of(item: pytest.Item) -> str:
+    try:
+        return item.path.resolve().relative_to(TESTS_DIR).parts[0]
+    except (ValueError, IndexError):
+        return ""
+
+
+# --- the server -----------------------------------------------------------------------------------
 
 
 def _free_port() -> int:
@@ -34,19 +90,50 @@ def _free_port() -> int:
         return port
 
 
+def worker_name() -> str:
+    """`gw0`, `gw1`, … under pytest-xdist; `main` without it."""
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+def _scratch_root() -> str | None:
+    if _RAM_DIR.is_dir() and os.access(_RAM_DIR, os.W_OK) and shutil.disk_usage(_RAM_DIR).free > _RAM_DIR_MIN_FREE:
+        return str(_RAM_DIR)
+    return None  # the system's temporary directory
+
+
 @pytest.fixture(scope="session")
 def pg_data_dir() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="cbmcp-test-") as tmp:
+    """This test process's own data directory (child processes of e2e tests use it as CODEBASE_MCP_DATA_DIR)."""
+    with tempfile.TemporaryDirectory(prefix=f"cbmcp-test-{worker_name()}-", dir=_scratch_root()) as tmp:
         yield Path(tmp)
+
+
+async def _configure_test_server(running: RunningServer) -> None:
+    conn = await asyncpg.connect(running.dsn("postgres"))
+    try:
+        for key, value in _TEST_SERVER_CONF.items():
+            await conn.execute(f"ALTER SYSTEM SET {key} = '{value}'")
+        await conn.execute("SELECT pg_reload_conf()")
+    finally:
+        await conn.close()
 
 
 @pytest.fixture(scope="session")
 def pg_server(pg_data_dir: Path) -> Iterator[RunningServer]:
-    """A real PostgreSQL 18 + pgvector, on a Unix socket and a loopback TCP port."""
-    embedded = EmbeddedPostgres(pg_data_dir, port=_free_port(), durable=False)
-    running = embedded.ensure_running()
-    yield running
-    embedded.stop()
+    """A real PostgreSQL 18 + pgvector for this test process, on a Unix socket and a loopback TCP port."""
+    for attempt in range(5):
+        embedded = EmbeddedPostgres(pg_data_dir, port=_free_port(), durable=False)
+        try:
+            running = embedded.ensure_running()
+            break
+        except EmbeddedPostgresError:
+            if attempt == 4:  # another process took the free port between the probe and the bind
+                raise
+    asyncio.run(_configure_test_server(running))
+    try:
+        yield running
+    finally:
+        embedded.stop()
 
 
 @pytest.fixture(scope="session")
@@ -79,18 +166,42 @@ def project_id() -> str:
     return f"t-{uuid.uuid4().hex[:10]}"
 
 
+# --- embedders ------------------------------------------------------------------------------------
+
+
 @pytest.fixture(scope="session")
 def local_embedder() -> Embedder:
-    """The real offline model, loaded once per run."""
+    """The real offline model, loaded once per test process."""
     return create_embedder("local")
 
 
 @pytest.fixture
+async def fake_embedder() -> AsyncIterator[FakeEmbedder]:
+    """A fresh deterministic token-hash embedder (tests/fakes.py) for tests whose subject is not embedding."""
+    fake = FakeEmbedder()
+    yield fake
+    await fake.aclose()
+
+
+@pytest.fixture
+def app_embedder(local_embedder: Embedder) -> Embedder:
+    """What the `app` fixture embeds with: the real model. A module whose subject is not embedding
+    overrides it with `fake_embedder` (see tests/README.md)."""
+    return local_embedder
+
+
+# --- the service ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
 def settings(pg_server: RunningServer, pg_data_dir: Path) -> Settings:
-    """Fast timings so push/rescue paths are exercised in seconds."""
+    """Fast timings so push/rescue paths are exercised in seconds, and a registry database of this test's
+    own: its workers see only its projects, jobs and cluster-wide slots, however many tests ran before."""
+    dsn = pg_server.dsn("postgres")
     return Settings(
         _env_file=None,
-        database_url=pg_server.dsn("postgres"),
+        database_url=dsn,
+        registry_database_url=with_database(dsn, f"test_reg_{uuid.uuid4().hex[:12]}"),
         data_dir=pg_data_dir,
         progress_update_interval_seconds=0.1,
         heartbeat_interval_seconds=0.5,
@@ -101,8 +212,8 @@ def settings(pg_server: RunningServer, pg_data_dir: Path) -> Settings:
 
 
 @pytest.fixture
-async def app(settings: Settings, local_embedder: Embedder) -> AsyncIterator[App]:
-    application = App(settings, embedder=local_embedder)
+async def app(settings: Settings, app_embedder: Embedder) -> AsyncIterator[App]:
+    application = App(settings, embedder=app_embedder)
     await application.start()
     yield application
     await application.close()
