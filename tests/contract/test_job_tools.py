@@ -1,4 +1,8 @@
-"""Background-indexing tools through a real FastMCP Client, on the real database."""
+"""Background-indexing tools through a real FastMCP Client, on the real database.
+
+The subject is the job lifecycle, not embedding: the app embeds with the instant token-hash fake, which a
+test pauses to hold a job inside its embedding phase.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +17,18 @@ from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
 from server.app import App
+from server.embeddings import Embedder
 from server.jobs.models import IndexingJobProgress
 from server.mcp.models import CancelResult, JobList, StartIndexingResult
 from server.mcp.server import build_server
+from tests.fakes import FakeEmbedder
+from tests.polling import wait_for
 from tests.repos import make_python_repo
 
-pytestmark = pytest.mark.contract
+
+@pytest.fixture
+def app_embedder(fake_embedder: FakeEmbedder) -> Embedder:
+    return fake_embedder
 
 
 async def _start(client: Client[Any], repo: Path, project_id: str, **extra: Any) -> StartIndexingResult:
@@ -37,13 +47,15 @@ async def _status(client: Client[Any], job_id: str, project_id: str | None = Non
 
 
 async def _poll_until(client: Client[Any], job_id: str, statuses: set[str], within: float = 60) -> IndexingJobProgress:
-    deadline = time.monotonic() + within
-    while True:
-        job = await _status(client, job_id)
-        if job.status in statuses:
-            return job
-        assert time.monotonic() < deadline, f"job stuck in {job.status}: {job.progress_message}"
-        await asyncio.sleep(0.1)
+    seen: list[IndexingJobProgress] = []
+
+    async def reached() -> IndexingJobProgress | None:
+        seen.append(await _status(client, job_id))
+        return seen[-1] if seen[-1].status in statuses else None
+
+    return await wait_for(
+        reached, within=within, interval=0.1, what=lambda: f"job leaving {seen[-1].status}: {seen[-1].progress_message}"
+    )
 
 
 async def test_start_returns_at_once_then_poll_to_completed(
@@ -83,17 +95,20 @@ async def test_second_start_for_same_repository_is_coalesced(
 
 
 async def test_cancel_mid_run_stops_the_worker_task(
-    mcp_client: Client[Any], app: App, tmp_path: Path, project_id: str
+    mcp_client: Client[Any], app: App, fake_embedder: FakeEmbedder, tmp_path: Path, project_id: str
 ) -> None:
-    repo = make_python_repo(tmp_path / "big", 300)
+    repo = make_python_repo(tmp_path / "big", 80)  # enough files for the chunking processes
+    fake_embedder.pause()  # the job stays in its embedding phase until cancelled
     start = await _start(mcp_client, repo, project_id)
     job_uuid = uuid.UUID(start.job_id)
     running = await _poll_until(mcp_client, start.job_id, {"running"})
     assert app.worker is not None
-    deadline = time.monotonic() + 60
-    while (await _status(mcp_client, start.job_id)).phase not in ("embedding",):
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.05)
+
+    async def embedding() -> bool:
+        return (await _status(mcp_client, start.job_id)).phase == "embedding"
+
+    await wait_for(embedding, within=60, what="embedding phase")
+    await asyncio.wait_for(fake_embedder.blocked.wait(), 60)  # mid-embedding, for sure
     task = app.worker.running[job_uuid].task
 
     t0 = time.monotonic()
@@ -109,13 +124,13 @@ async def test_cancel_mid_run_stops_the_worker_task(
     assert job.status == "cancelled" and job.cancelled_at is not None
     assert running.started_at is not None
     # the worker acknowledged the stop, and a late "completed" could not overwrite it
-    job = await _poll_until(mcp_client, start.job_id, {"cancelled"})
-    deadline = time.monotonic() + 5
-    while "worker stopped" not in job.progress_message:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.05)
-        job = await _status(mcp_client, start.job_id)
-    await asyncio.sleep(0.5)
+    await _poll_until(mcp_client, start.job_id, {"cancelled"})
+
+    async def acknowledged() -> bool:
+        return "worker stopped" in (await _status(mcp_client, start.job_id)).progress_message
+
+    await wait_for(acknowledged, within=5, what="'worker stopped' in the progress message")
+    await asyncio.sleep(0.5)  # a window for a late write, which must not come
     assert (await _status(mcp_client, start.job_id)).status == "cancelled"
 
     with pytest.raises(ToolError, match="already cancelled"):
@@ -140,15 +155,16 @@ async def test_three_projects_index_concurrently_with_independent_progress(
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 async def test_watch_indexing_pushes_ordered_monotonic_progress(
-    app: App, tmp_path: Path, project_id: str, mode: str
+    app: App, fake_embedder: FakeEmbedder, tmp_path: Path, project_id: str, mode: str
 ) -> None:
     repo = make_python_repo(tmp_path / "repo", 40)
+    fake_embedder.seconds_per_call = 0.25  # an embedding phase that lasts, as with a real model (2 batches)
     seen: list[tuple[float, float | None, str | None]] = []
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         seen.append((progress, total, message))
 
-    async with Client(build_server(app, manage_app=False), mode=mode) as client:  # type: ignore[arg-type]
+    async with Client(build_server(app, manage_app=False), mode=mode) as client:
         start = await _start(client, repo, project_id)
         result = await client.call_tool("watch_indexing", {"job_id": start.job_id}, progress_handler=on_progress)
     final = IndexingJobProgress.model_validate(result.structured_content)
@@ -249,10 +265,11 @@ async def test_failed_job_traceback_is_shown_only_with_debug(
 
 
 async def test_job_running_too_long_fails_with_timeout(
-    mcp_client: Client[Any], app: App, tmp_path: Path, project_id: str
+    mcp_client: Client[Any], app: App, fake_embedder: FakeEmbedder, tmp_path: Path, project_id: str
 ) -> None:
     app.settings.indexing_job_timeout_seconds = 1
-    start = await _start(mcp_client, make_python_repo(tmp_path / "repo", 300), project_id)
+    fake_embedder.pause()  # embedding never ends: the job outlives its timeout, however fast the machine
+    start = await _start(mcp_client, make_python_repo(tmp_path / "repo", 5), project_id)
     job = await _poll_until(mcp_client, start.job_id, {"completed", "failed"})
     assert job.status == "failed" and job.error_type == "JobTimeout"
     assert "INDEXING_JOB_TIMEOUT_SECONDS" in (job.error_message or "")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +13,7 @@ from fastmcp.exceptions import ToolError
 from server.app import App
 from server.mcp.server import build_server
 from server.search.models import SearchResponse
-
-pytestmark = pytest.mark.contract
+from tests.repos import write_files
 
 FILES = {
     "app/retry.py": """
@@ -58,17 +56,9 @@ FILES = {
 }
 
 
-def make_repo(root: Path) -> Path:
-    for rel, text in FILES.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
-    return root
-
-
 @pytest.fixture
 async def indexed(app: App, tmp_path: Path, project_id: str) -> Path:
-    repo = make_repo(tmp_path / "toolbox")
+    repo = write_files(tmp_path / "toolbox", FILES)
     project = (await app.resolver.resolve(project_id, None, create=True)).project
     await app.index(project, repo)
     return repo

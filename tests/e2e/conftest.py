@@ -6,19 +6,17 @@ test never see the projects, jobs or advisory-lock slots of another, nor of in-p
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 import httpx
@@ -28,9 +26,9 @@ from fastmcp.client.transports import StdioTransport
 
 from server.db.cluster import database_of, with_database
 from server.mcp.models import StartIndexingResult
+from tests.polling import wait_for as wait_for  # re-exported: e2e tests import it from here
 
 ROOT = Path(__file__).resolve().parents[2]
-T = TypeVar("T")
 Connect = Callable[[str], Awaitable[asyncpg.Connection]]
 
 # For every child process: short timings (heartbeat, progress and rescue run in seconds), logs unbuffered.
@@ -52,18 +50,6 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-async def wait_for(check: Callable[[], Awaitable[T | None]], *, within: float, interval: float = 0.1) -> T:
-    """Poll `check` until it returns something other than None or False."""
-    deadline = time.monotonic() + within
-    while True:
-        value = await check()
-        if value is not None and value is not False:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"condition not met within {within}s")
-        await asyncio.sleep(interval)
 
 
 @dataclass

@@ -8,9 +8,7 @@ import sys
 import uuid
 from pathlib import Path
 
-import pytest
-
-pytestmark = pytest.mark.e2e
+from tests.repos import write_files
 
 
 def _cli(env: dict[str, str], *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -26,19 +24,33 @@ def _cli(env: dict[str, str], *args: str, cwd: Path | None = None) -> subprocess
 
 
 def _repo(root: Path) -> Path:
-    (root / "net").mkdir(parents=True)
-    (root / "net" / "retry.py").write_text(
-        "import time\n\n\ndef retry_with_backoff(send, attempts=5):\n"
-        '    """Retry a failed HTTP request, waiting longer after each failure."""\n'
-        "    for attempt in range(attempts):\n        try:\n            return send()\n"
-        "        except ConnectionError:\n            time.sleep(2 ** attempt)\n"
-        "    raise RuntimeError('all retries failed')\n"
+    return write_files(
+        root,
+        {
+            "net/retry.py": """
+                import time
+
+
+                def retry_with_backoff(send, attempts=5):
+                    \"\"\"Retry a failed HTTP request, waiting longer after each failure.\"\"\"
+                    for attempt in range(attempts):
+                        try:
+                            return send()
+                        except ConnectionError:
+                            time.sleep(2 ** attempt)
+                    raise RuntimeError('all retries failed')
+                """,
+            "config.py": """
+                import json
+
+
+                class ConfigLoader:
+                    def load(self, path):
+                        with open(path) as fh:
+                            return json.load(fh)
+                """,
+        },
     )
-    (root / "config.py").write_text(
-        "import json\n\n\nclass ConfigLoader:\n    def load(self, path):\n"
-        "        with open(path) as fh:\n            return json.load(fh)\n"
-    )
-    return root
 
 
 def test_index_then_search_then_db_commands(server_env: dict[str, str], tmp_path: Path) -> None:

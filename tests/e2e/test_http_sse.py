@@ -9,13 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from server.jobs.models import IndexingJobProgress
 from tests.e2e.conftest import Processes, start_job
 from tests.repos import make_python_repo
-
-pytestmark = pytest.mark.e2e
 
 
 async def read_sse(response: httpx.Response) -> list[tuple[str, dict[str, Any]]]:

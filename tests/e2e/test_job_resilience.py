@@ -11,14 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import pytest
 
 from server.jobs.models import IndexingJobProgress
 from server.mcp.models import HealthReport
-from tests.e2e.conftest import Connect, Processes, start_job, wait_for
+from tests.e2e.conftest import Connect, Processes, start_job
+from tests.polling import wait_for
 from tests.repos import make_python_repo
-
-pytestmark = pytest.mark.e2e
 
 JOB_TIMEOUT = 150.0  # generous: the CI box may be busy; the happy path takes seconds
 

@@ -10,13 +10,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
 from fastmcp import Client
 
 from server.mcp.models import HealthReport
-from tests.e2e.conftest import CHILD_ENV, Connect, stdio_client, wait_for
-
-pytestmark = pytest.mark.e2e
+from tests.e2e.conftest import CHILD_ENV, Connect, stdio_client
+from tests.polling import wait_for
 
 
 async def _health(client: Client[Any]) -> HealthReport:

@@ -18,8 +18,6 @@ import pytest
 from server.embeddings import EmbeddingError, OllamaEmbedder, OpenAIEmbedder, create_embedder
 from server.embeddings.remote import RemoteEmbedder
 
-pytestmark = pytest.mark.integration
-
 Wire = Literal["ollama", "openai"]
 DIMENSION = 8
 FAST_RETRIES: dict[str, Any] = {"backoff_base": 0.001, "backoff_max": 0.01}

@@ -1,4 +1,7 @@
-"""index_repository on real repositories and the real database: incremental, progress, cancel."""
+"""index_repository on real repositories and the real database: incremental, progress, cancel.
+
+The subject is the pipeline, not the model: vectors come from the instant token-hash fake (tests/fakes.py).
+"""
 
 from __future__ import annotations
 
@@ -14,9 +17,13 @@ from server.db.registry import Project
 from server.embeddings import Embedder
 from server.indexer.pipeline import Progress, index_repository
 from server.indexer.tokens import query_tokens
-from tests.repos import make_python_repo
+from tests.fakes import FakeEmbedder
+from tests.repos import make_python_repo, write_files
 
-pytestmark = pytest.mark.integration
+
+@pytest.fixture
+def app_embedder(fake_embedder: FakeEmbedder) -> Embedder:
+    return fake_embedder
 
 
 async def _project(app: App, project_id: str) -> tuple[Project, asyncpg.Pool]:
@@ -37,34 +44,46 @@ async def _chunk_ids(pool: asyncpg.Pool, rel_path: str) -> set[int]:
 
 
 def _multi_language_repo(root: Path) -> Path:
-    (root / "src").mkdir(parents=True)
-    (root / "src" / "retry.py").write_text(
-        "import time\n\n\ndef retry_request(send, attempts=3):\n"
-        '    """Retry a failed HTTP request with exponential backoff."""\n'
-        "    for n in range(attempts):\n        try:\n            return send()\n"
-        "        except OSError:\n            time.sleep(2 ** n)\n    raise RuntimeError('gave up')\n"
+    write_files(
+        root,
+        {
+            "src/retry.py": """
+                import time
+
+
+                def retry_request(send, attempts=3):
+                    \"\"\"Retry a failed HTTP request with exponential backoff.\"\"\"
+                    for n in range(attempts):
+                        try:
+                            return send()
+                        except OSError:
+                            time.sleep(2 ** n)
+                    raise RuntimeError('gave up')
+                """,
+            "src/app.ts": """
+                export class JobQueue {
+                  private items: string[] = [];
+                  push(item: string): void {
+                    this.items.push(item);
+                  }
+                }
+                """,
+            "main.go": "package main\n\nfunc ParseConfig(path string) error {\n\treturn nil\n}\n",
+            "lib.rs": "pub fn checksum(data: &[u8]) -> u32 {\n    data.iter().map(|b| *b as u32).sum()\n}\n",
+            "docs.md": "# Guide\n\nHow to configure the service.\n\n## Retry\n\nRetries use backoff.\n",
+            "sub/.gitignore": "*.log\n!keep.log\n",
+            "sub/debug.log": "noise\n",
+            "sub/keep.log": "kept on purpose\n",
+            "blob.dat": b"\x00\x01binary\x00" * 100,
+            "latin.txt": "caf\xe9 cr\xe8me br\xfbl\xe9e\n".encode("latin-1"),
+            "huge.txt": "x" * 2_000_000,
+        },
     )
-    (root / "src" / "app.ts").write_text(
-        "export class JobQueue {\n  private items: string[] = [];\n"
-        "  push(item: string): void {\n    this.items.push(item);\n  }\n}\n"
-    )
-    (root / "main.go").write_text("package main\n\nfunc ParseConfig(path string) error {\n\treturn nil\n}\n")
-    (root / "lib.rs").write_text("pub fn checksum(data: &[u8]) -> u32 {\n    data.iter().map(|b| *b as u32).sum()\n}\n")
-    (root / "docs.md").write_text("# Guide\n\nHow to configure the service.\n\n## Retry\n\nRetries use backoff.\n")
-    (root / "sub").mkdir()
-    (root / "sub" / ".gitignore").write_text("*.log\n!keep.log\n")
-    (root / "sub" / "debug.log").write_text("noise\n")
-    (root / "sub" / "keep.log").write_text("kept on purpose\n")
-    (root / "blob.dat").write_bytes(b"\x00\x01binary\x00" * 100)
-    (root / "latin.txt").write_bytes("caf\xe9 cr\xe8me br\xfbl\xe9e\n".encode("latin-1"))
-    (root / "huge.txt").write_text("x" * 2_000_000)
     os.symlink("/etc", root / "escape")
     return root
 
 
-async def test_full_index_stores_searchable_chunks(
-    app: App, local_embedder: Embedder, tmp_path: Path, project_id: str
-) -> None:
+async def test_full_index_stores_searchable_chunks(app: App, tmp_path: Path, project_id: str) -> None:
     repo = _multi_language_repo(tmp_path / "repo")
     project, pool = await _project(app, project_id)
     result = await app.index(project, repo)
@@ -81,7 +100,7 @@ async def test_full_index_stores_searchable_chunks(
     }
     assert result.files_skipped.get("too_large") == 1 and result.files_skipped.get("symlink") == 1
     assert result.files_skipped.get("binary") == 1
-    langs = dict(await pool.fetch("SELECT rel_path, language FROM files"))  # type: ignore[arg-type]
+    langs = {r["rel_path"]: r["language"] for r in await pool.fetch("SELECT rel_path, language FROM files")}
     assert langs["src/retry.py"] == "python" and langs["src/app.ts"] == "typescript" and langs["main.go"] == "go"
     # every chunk embedded, full text over code-aware tokens finds identifiers and their parts
     assert await pool.fetchval("SELECT count(*) FROM chunks WHERE embedding IS NULL") == 0
@@ -169,7 +188,7 @@ async def test_progress_milestones_are_monotonic_and_survive_a_failing_callback(
 
 
 async def test_searchable_by_text_before_embeddings_then_filled(
-    app: App, local_embedder: Embedder, tmp_path: Path, project_id: str
+    app: App, fake_embedder: FakeEmbedder, tmp_path: Path, project_id: str
 ) -> None:
     repo = make_python_repo(tmp_path / "repo", 3)
     _, pool = await _project(app, project_id)
@@ -182,24 +201,23 @@ async def test_searchable_by_text_before_embeddings_then_filled(
         )
         > 0
     )
-    later = await index_repository(repo, "repo", pool, local_embedder)
+    later = await index_repository(repo, "repo", pool, fake_embedder)
     assert later.files_indexed == 0 and later.chunks_embedded == text_only.chunks_created
     assert await pool.fetchval("SELECT count(*) FROM chunks WHERE embedding IS NULL") == 0
 
 
 async def test_cancel_takes_effect_fast_and_leaves_consistent_rows(
-    app: App, local_embedder: Embedder, tmp_path: Path, project_id: str
+    app: App, fake_embedder: FakeEmbedder, tmp_path: Path, project_id: str
 ) -> None:
-    repo = make_python_repo(tmp_path / "repo", 60)
+    repo = make_python_repo(tmp_path / "repo", 60)  # ~240 chunks: two embedding batches
     project, pool = await _project(app, project_id)
-    embedding = asyncio.Event()
 
     async def watch(p: Progress) -> None:
         if p.phase == "embedding" and p.percentage > 50:
-            embedding.set()
+            fake_embedder.pause()  # the first batch is stored: hold the run inside the second
 
-    task = asyncio.create_task(index_repository(repo, "repo", pool, local_embedder, progress_callback=watch))
-    await asyncio.wait_for(embedding.wait(), 60)
+    task = asyncio.create_task(index_repository(repo, "repo", pool, fake_embedder, progress_callback=watch))
+    await asyncio.wait_for(fake_embedder.blocked.wait(), 60)
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     task.cancel()
@@ -217,6 +235,7 @@ async def test_cancel_takes_effect_fast_and_leaves_consistent_rows(
            AND NOT EXISTS (SELECT 1 FROM embedding_cache e WHERE e.text_hash = c.embed_hash)"""
     )
     assert missing_cache == 0
+    fake_embedder.resume()
     resumed = await app.index(project, repo)
     assert resumed.files_indexed == 0 and resumed.chunks_embedded > 0
     assert await pool.fetchval("SELECT count(*) FROM chunks WHERE embedding IS NULL") == 0

@@ -15,8 +15,7 @@ from listener import Event, Notifier, Subscription
 from server.db.cluster import database_of
 from server.db.embedded import RunningServer
 from server.db.registry import Registry
-
-pytestmark = pytest.mark.integration
+from tests.polling import wait_for
 
 CHANNEL = "indexing_jobs"
 
@@ -78,13 +77,6 @@ async def next_event(sub: Subscription, within: float = 5.0) -> Event:
     return await asyncio.wait_for(sub.get(), within)
 
 
-async def eventually(check: Callable[[], bool], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
-
-
 async def backends(conn: asyncpg.Connection, app_name: str) -> list[int]:
     rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE application_name = $1", app_name)
     return [r["pid"] for r in rows]
@@ -122,7 +114,7 @@ async def test_unread_progress_coalesces_to_the_latest_version(db: JobsDb, notif
     sub = await notifier.subscribe(db.dsn, CHANNEL, job)
     for pct in range(1, 51):
         await db.progress(job, pct)
-    await eventually(lambda: notifier.stats()[db.dsn]["notifications"] >= 50)
+    await wait_for(lambda: notifier.stats()[db.dsn]["notifications"] >= 50, within=5, interval=0.01)
 
     start = time.monotonic()
     event = await next_event(sub)
@@ -158,7 +150,7 @@ async def test_overflow_replaces_the_backlog_with_one_resync(db: JobsDb, notifie
     sub = await notifier.subscribe(db.dsn, CHANNEL, maxsize=3)
     for job in jobs:
         await db.progress(job, 7)
-    await eventually(lambda: notifier.stats()[db.dsn]["notifications"] >= 5)
+    await wait_for(lambda: notifier.stats()[db.dsn]["notifications"] >= 5, within=5, interval=0.01)
 
     first, second = await next_event(sub), await next_event(sub)
     assert first.kind == "resync"  # jobs 0-2 queued, job 3 overflowed them all
@@ -268,7 +260,7 @@ async def test_half_open_connection_is_caught_by_the_probe(db: JobsDb, pg_server
         proxy.freeze()  # no FIN, no RST: only an active probe can tell
         proxy.refusing = True
         await db.progress(job, 1)  # lost on the frozen link
-        await eventually(lambda: notifier.stats()[dsn]["reconnect_failures"] >= 2)
+        await wait_for(lambda: notifier.stats()[dsn]["reconnect_failures"] >= 2, within=5, interval=0.01)
         assert len(sub) == 0 and notifier.backend_pid(dsn) is None
 
         proxy.refusing = False
@@ -307,14 +299,18 @@ async def test_two_databases_are_independent(db: JobsDb, registry: Registry, not
 
 async def test_close_ends_iteration(db: JobsDb, notifier: Notifier) -> None:
     sub = await notifier.subscribe(db.dsn, CHANNEL)
+    kinds: list[str] = []
 
     async def consume() -> list[str]:
-        return [event.kind async for event in sub]
+        async for event in sub:
+            kinds.append(event.kind)
+        return kinds
 
     reader = asyncio.create_task(consume())
     await db.insert()
-    await eventually(lambda: notifier.stats()[db.dsn]["delivered"] == 1)
-    await asyncio.sleep(0.05)
+    await wait_for(lambda: notifier.stats()[db.dsn]["delivered"] == 1, within=5, interval=0.01)
+    # Closing drops whatever is still queued: close only once the reader has the event in hand.
+    await wait_for(lambda: kinds == ["notify"], within=5, interval=0.01, what="the reader got the insert")
     await notifier.close()
     assert await asyncio.wait_for(reader, 2) == ["notify"]
     assert sub.closed
@@ -336,10 +332,10 @@ async def test_connection_closes_when_the_last_subscriber_leaves(db: JobsDb, not
         event = await next_event(second)
         assert (event.payload, event.topic) == ({"raw": "not json"}, None)
 
-    deadline = time.monotonic() + 5
-    while await backends(db.writer, app_name):
-        assert time.monotonic() < deadline, "listener backend still connected"
-        await asyncio.sleep(0.02)
+    async def disconnected() -> bool:
+        return not await backends(db.writer, app_name)
+
+    await wait_for(disconnected, within=5, interval=0.02, what="listener backend gone")
     assert notifier.stats()[db.dsn]["connected"] == 0 and notifier.backend_pid(db.dsn) is None
 
     third = await notifier.subscribe(db.dsn, CHANNEL)  # a later subscriber opens a fresh one

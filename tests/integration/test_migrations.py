@@ -11,8 +11,6 @@ import pytest
 import migrations
 from server.db.registry import Registry
 
-pytestmark = pytest.mark.integration
-
 
 async def _names(conn: asyncpg.Connection) -> tuple[set[str], set[str]]:
     idx = {

@@ -15,11 +15,17 @@ from fastmcp.exceptions import ToolError
 from server.app import App
 from server.db.names import InvalidNameError, database_name_for
 from server.db.registry import Registry, UnknownProjectError
+from server.embeddings import Embedder
 from server.mcp.models import WorkingDirectoryResult
 from server.mcp.server import build_server
 from server.projects import ProjectConfigError, ProjectResolver, find_config
+from tests.fakes import FakeEmbedder
+from tests.repos import make_python_repo
 
-pytestmark = pytest.mark.integration
+
+@pytest.fixture
+def app_embedder(fake_embedder: FakeEmbedder) -> Embedder:
+    return fake_embedder  # projects and connections are the subject here, not vectors
 
 
 def test_database_names_are_validated_identifiers() -> None:
@@ -123,8 +129,6 @@ async def test_set_working_directory_tool_picks_config_project(app: App, tmp_pat
 
 
 async def test_no_connection_leaks_after_a_workload(app: App, tmp_path: Path, project_id: str) -> None:
-    from tests.repos import make_python_repo
-
     project = (await app.resolver.resolve(project_id, None, create=True)).project
     for _ in range(3):
         await app.index(project, make_python_repo(tmp_path / "repo", 3))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,7 @@ from server.search.engine import CodeSearch
 from server.search.models import SearchHit, SearchResponse
 from server.search.ranking import DEFAULT_WEIGHTS as W
 from server.search.request import SearchError, SearchRequest
-
-pytestmark = pytest.mark.integration
+from tests.repos import write_files
 
 FILES: dict[str, str] = {
     "net/http_client.py": '''
@@ -293,17 +291,9 @@ FILES: dict[str, str] = {
 }
 
 
-def write_repo(root: Path, files: dict[str, str] = FILES) -> Path:
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
-    return root
-
-
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    return write_repo(tmp_path / "sample-service")
+    return write_files(tmp_path / "sample-service", FILES)
 
 
 async def _project(app: App, project_id: str) -> Project:
@@ -394,7 +384,7 @@ async def test_overlapping_chunks_are_returned_once(app: App, repo: Path, projec
 async def test_filters(app: App, repo: Path, tmp_path: Path, project_id: str) -> None:
     project = await _project(app, project_id)
     await app.index(project, repo)
-    other = write_repo(tmp_path / "other-tool", {"retry.py": '''
+    other = write_files(tmp_path / "other-tool", {"retry.py": '''
         def retry_forever(fn):
             # Call fn again and again until it stops raising.
             while True:

@@ -1,4 +1,8 @@
-"""Worker rules on the real database: rescue, retention, guarded transitions, missed NOTIFY."""
+"""Worker rules on the real database: rescue, retention, guarded transitions, missed NOTIFY.
+
+The subject is the worker, not embedding: the app embeds with the instant token-hash fake, which a test
+pauses to keep a job running for as long as it needs.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +18,18 @@ import asyncpg
 import pytest
 
 from server.app import App
+from server.embeddings import Embedder
 from server.indexer.progress import Progress
 from server.jobs import queries
 from server.jobs.models import JOB_COLUMNS, IndexingJobCreate, IndexingJobProgress, JobRow
+from tests.fakes import FakeEmbedder
+from tests.polling import wait_for
 from tests.repos import make_python_repo
 
-pytestmark = pytest.mark.integration
+
+@pytest.fixture
+def app_embedder(fake_embedder: FakeEmbedder) -> Embedder:
+    return fake_embedder
 
 
 async def _pool(app: App, project_id: str) -> asyncpg.Pool:
@@ -30,25 +40,31 @@ async def _pool(app: App, project_id: str) -> asyncpg.Pool:
 
 
 async def _wait_status(pool: asyncpg.Pool, job_id: uuid.UUID, status: str, within: float = 30) -> JobRow:
-    deadline = time.monotonic() + within
-    while True:
+    seen: list[JobRow] = []
+
+    async def reached() -> JobRow | None:
         row = await queries.get(pool, job_id)
         assert row is not None
-        if row.status == status:
-            return row
-        assert time.monotonic() < deadline, f"still {row.status}: {row.progress_message}"
-        await asyncio.sleep(0.05)
+        seen.append(row)
+        return row if row.status == status else None
+
+    return await wait_for(
+        reached, within=within, what=lambda: f"{status!r} (still {seen[-1].status}: {seen[-1].progress_message})"
+    )
 
 
 async def _running_task(app: App, job_id: uuid.UUID) -> asyncio.Task[None]:
     """The worker's task of a job the table already shows as running (the claim commits a moment
     before the worker, back from its claim, records the task)."""
     assert app.worker is not None
-    deadline = time.monotonic() + 5
-    while job_id not in app.worker.running:
-        assert time.monotonic() < deadline, "the worker never recorded the job it claimed"
-        await asyncio.sleep(0.01)
-    return app.worker.running[job_id].task
+    running = app.worker.running
+    return (await wait_for(lambda: running.get(job_id), within=5, interval=0.01, what="the claimed job's task")).task
+
+
+async def _task_ended(app: App, job_id: uuid.UUID) -> None:
+    assert app.worker is not None
+    running = app.worker.running
+    await wait_for(lambda: job_id not in running, within=5, interval=0.02, what=f"job {job_id}'s task to end")
 
 
 def _dead_pid() -> int:
@@ -157,9 +173,12 @@ async def test_progress_never_goes_backwards(app: App, project_id: str, tmp_path
     assert view.semantic_at is None
 
 
-async def test_missed_notify_still_cancels_through_the_heartbeat(app: App, tmp_path: Path, project_id: str) -> None:
+async def test_missed_notify_still_cancels_through_the_heartbeat(
+    app: App, fake_embedder: FakeEmbedder, tmp_path: Path, project_id: str
+) -> None:
     pool = await _pool(app, project_id)
-    repo = make_python_repo(tmp_path / "repo", 300)
+    repo = make_python_repo(tmp_path / "repo", 3)
+    fake_embedder.pause()  # the job keeps running until something stops it
     row, _ = await queries.create(pool, IndexingJobCreate(repo_path=str(repo), repo_name="repo", project_id=project_id))
     await _wait_status(pool, row.id, "running")
     assert app.worker is not None
@@ -177,10 +196,13 @@ async def test_missed_notify_still_cancels_through_the_heartbeat(app: App, tmp_p
     assert final is not None and final.status == "cancelled"
 
 
-async def test_back_to_back_jobs_start_by_notify_not_by_poll(app: App, tmp_path: Path, project_id: str) -> None:
+async def test_back_to_back_jobs_start_by_notify_not_by_poll(
+    app: App, fake_embedder: FakeEmbedder, tmp_path: Path, project_id: str
+) -> None:
     pool = await _pool(app, project_id)
     app.settings.worker_poll_interval_seconds = 120  # the safety-net poll must not be what starts jobs
-    repo = make_python_repo(tmp_path / "repo", 200)
+    repo = make_python_repo(tmp_path / "repo", 3)
+    fake_embedder.pause()  # every job runs until its cancel
     for _ in range(4):
         row, created = await queries.create(
             pool, IndexingJobCreate(repo_path=str(repo), repo_name="repo", project_id=project_id)
@@ -189,11 +211,7 @@ async def test_back_to_back_jobs_start_by_notify_not_by_poll(app: App, tmp_path:
         await _wait_status(pool, row.id, "running", within=5)
         assert await queries.request_cancel(pool, row.id) is not None
         await _wait_status(pool, row.id, "cancelled", within=5)
-        assert app.worker is not None
-        deadline = time.monotonic() + 5
-        while row.id in app.worker.running:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.02)
+        await _task_ended(app, row.id)
 
 
 async def test_claim_records_the_backend_pid_and_the_task_name(app: App, tmp_path: Path, project_id: str) -> None:
@@ -219,10 +237,13 @@ async def test_claim_records_the_backend_pid_and_the_task_name(app: App, tmp_pat
     assert (requeued.worker_id, requeued.worker_task_id, requeued.connection_id) == (None, None, None)
 
 
-async def test_running_job_names_its_task_and_its_connection(app: App, tmp_path: Path, project_id: str) -> None:
+async def test_running_job_names_its_task_and_its_connection(
+    app: App, fake_embedder: FakeEmbedder, tmp_path: Path, project_id: str
+) -> None:
     pool = await _pool(app, project_id)
     project = await app.registry.require(project_id)
-    repo = make_python_repo(tmp_path / "repo", 200)
+    repo = make_python_repo(tmp_path / "repo", 3)
+    fake_embedder.pause()  # the job is still running when the test cancels it
     job, _ = await queries.create(pool, IndexingJobCreate(repo_path=str(repo), repo_name="repo", project_id=project_id))
     row = await _wait_status(pool, job.id, "running")
     assert app.worker is not None
@@ -237,9 +258,12 @@ async def test_running_job_names_its_task_and_its_connection(app: App, tmp_path:
     assert await queries.request_cancel(pool, row.id) is not None
 
 
-async def test_graceful_stop_gives_running_jobs_back_to_the_queue(app: App, tmp_path: Path, project_id: str) -> None:
+async def test_graceful_stop_gives_running_jobs_back_to_the_queue(
+    app: App, fake_embedder: FakeEmbedder, tmp_path: Path, project_id: str
+) -> None:
     pool = await _pool(app, project_id)
-    repo = make_python_repo(tmp_path / "repo", 200)
+    repo = make_python_repo(tmp_path / "repo", 3)
+    fake_embedder.pause()  # the job is still running when the worker stops
     job, _ = await queries.create(pool, IndexingJobCreate(repo_path=str(repo), repo_name="repo", project_id=project_id))
     await _wait_status(pool, job.id, "running")
     assert app.worker is not None

@@ -17,8 +17,6 @@ from server.indexer.chunking.limits import (
 from server.indexer.languages import TREE_SITTER_LANGUAGES
 from server.indexer.types import Chunk
 
-pytestmark = pytest.mark.unit
-
 
 def chunks_of(source: str, language: str | None) -> list[Chunk]:
     return chunk_file(textwrap.dedent(source).lstrip("\n"), language)

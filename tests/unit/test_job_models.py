@@ -21,8 +21,6 @@ from server.jobs.models import (
     JobRow,
 )
 
-pytestmark = pytest.mark.unit
-
 # --- IndexingJobStatus ----------------------------------------------------------------------------
 
 

@@ -4,8 +4,6 @@ import pytest
 
 from server.indexer.languages import TREE_SITTER_LANGUAGES, detect_language, is_code, language_from_shebang
 
-pytestmark = pytest.mark.unit
-
 
 @pytest.mark.parametrize(
     ("path", "expected"),

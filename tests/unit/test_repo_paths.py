@@ -13,8 +13,6 @@ import pytest
 
 from server.jobs.paths import RepoPathError, validate_repo_path
 
-pytestmark = pytest.mark.unit
-
 
 def _mkdir(path: Path) -> Path:
     path.mkdir(parents=True)

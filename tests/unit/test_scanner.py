@@ -9,8 +9,6 @@ import pytest
 from server.indexer.scanner import LoadedFile, ScanResult, load_file, scan_repository
 from server.indexer.types import ScannedFile
 
-pytestmark = pytest.mark.unit
-
 
 def write(root: Path, rel: str, content: str | bytes = "x = 1\n") -> Path:
     path = root / rel

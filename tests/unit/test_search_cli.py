@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
 from rich.console import Console
 
 from server.search.cli import MAX_SHOWN_LINES, print_response
 from server.search.models import ScoreParts, SearchHit, SearchResponse
-
-pytestmark = pytest.mark.unit
 
 
 def hit(content: str, **kw: object) -> SearchHit:

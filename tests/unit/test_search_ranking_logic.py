@@ -17,8 +17,6 @@ from server.search.ranking import DEFAULT_WEIGHTS, Candidate, Weights, dedupe, f
 from server.search.request import MAX_LIMIT, SearchError, SearchRequest, glob_to_regex, identifier_of
 from server.search.textplan import TermStats, plan_identifier, plan_text_query
 
-pytestmark = pytest.mark.unit
-
 REPO = uuid.UUID(int=1)
 
 

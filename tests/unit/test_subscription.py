@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 
 from listener import CoalescingQueue, Event, Outcome, Subscription, SubscriptionClosed
-
-pytestmark = pytest.mark.unit
+from tests.polling import wait_for
 
 
 def ev(key: str | None, version: int | None = None, **extra: Any) -> Event:
@@ -90,7 +89,8 @@ async def test_get_waits_for_put_and_close_wakes_waiters() -> None:
     assert (await asyncio.wait_for(waiter, 1)).topic == "a"
 
     waiter = asyncio.create_task(q.get())
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one turn of the loop: the task runs up to its wait (tasks start in FIFO order)
+    assert not waiter.done()
     q.close()
     with pytest.raises(SubscriptionClosed):
         await asyncio.wait_for(waiter, 1)
@@ -105,12 +105,16 @@ async def test_subscription_iteration_ends_on_close_and_close_is_idempotent() ->
 
     sub = Subscription("dsn", "jobs", None, maxsize=5, on_close=on_close)
     sub.queue.put(ev("a", 1), "a")
+    topics: list[str | None] = []
 
     async def consume() -> list[str | None]:
-        return [e.topic async for e in sub]
+        async for e in sub:
+            topics.append(e.topic)
+        return topics
 
     reader = asyncio.create_task(consume())
-    await asyncio.sleep(0.01)
+    # Closing drops whatever is still queued: close only once the reader has the event in hand.
+    await wait_for(lambda: topics == ["a"], within=1, interval=0.001, what="the reader got the event")
     async with sub:
         pass
     await sub.close()

@@ -6,8 +6,6 @@ import pytest
 
 from server.indexer.tokens import MAX_TOKEN_CHARS, MAX_TOKENS, code_tokens, identifier_lexeme, query_tokens, stem
 
-pytestmark = pytest.mark.unit
-
 
 @pytest.mark.parametrize(
     ("text", "expected"),
