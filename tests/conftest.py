@@ -108,6 +108,17 @@ def pg_data_dir() -> Iterator[Path]:
         yield Path(tmp)
 
 
+@pytest.fixture
+def server_data_dir() -> Iterator[Path]:
+    """An empty directory for a test's own embedded PostgreSQL data (e.g. a child process starts it).
+
+    Not under `tmp_path`: the server runs as another user when tests run as root, and any pytest session
+    starting on the machine re-chmods pytest's shared /tmp/pytest-of-<user> to 0700, locking it out.
+    """
+    with tempfile.TemporaryDirectory(prefix=f"cbmcp-own-{worker_name()}-", dir=_scratch_root()) as tmp:
+        yield Path(tmp) / "data"
+
+
 async def _configure_test_server(running: RunningServer) -> None:
     conn = await asyncpg.connect(running.dsn("postgres"))
     try:

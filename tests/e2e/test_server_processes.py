@@ -68,8 +68,10 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-async def test_without_database_url_one_embedded_server_is_started_and_shared(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
+async def test_without_database_url_one_embedded_server_is_started_and_shared(
+    tmp_path: Path, server_data_dir: Path
+) -> None:
+    data_dir = server_data_dir
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REGISTRY_DATABASE_URL")}
     env.update(CHILD_ENV, CODEBASE_MCP_DATA_DIR=str(data_dir))
     repo = tmp_path / "work"
