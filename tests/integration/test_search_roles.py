@@ -4,7 +4,6 @@ scope filter, English stems reaching identifiers, and identifier exactness."""
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -13,8 +12,7 @@ from server.app import App
 from server.search.engine import CodeSearch
 from server.search.models import SearchResponse
 from server.search.request import SearchError, SearchRequest
-
-pytestmark = pytest.mark.integration
+from tests.repos import write_files
 
 FILES: dict[str, str] = {
     "src/flaskish/app.py": """
@@ -128,11 +126,7 @@ FILES: dict[str, str] = {
 
 @pytest.fixture
 async def indexed(app: App, tmp_path: Path, project_id: str) -> CodeSearch:
-    root = tmp_path / "multi"
-    for rel, text in FILES.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text).lstrip("\n"))
+    root = write_files(tmp_path / "multi", FILES)
     project = (await app.resolver.resolve(project_id, None, create=True)).project
     await app.index(project, root)
     return CodeSearch.from_app(app)

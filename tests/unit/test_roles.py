@@ -5,8 +5,6 @@ import pytest
 from server.indexer.roles import classify
 from server.search.intent import intent_of
 
-pytestmark = pytest.mark.unit
-
 
 @pytest.mark.parametrize(
     ("path", "language"),

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from server.indexer.roles import Role
+from server.indexer.types import ChunkKind
 from server.search.candidates import CandidateQuery, Filters, build_candidate_sql
 from server.search.context import _context_from_chunks
 from server.search.ranking import DEFAULT_WEIGHTS, Candidate, Weights, dedupe, fuse, identifier_boost
@@ -21,9 +22,9 @@ REPO = uuid.UUID(int=1)
 
 
 def cand(id: int, *, file_id: int = 1, lines: tuple[int, int] = (1, 5), cosine: float | None = 0.5,
-         text_raw: float = 0.0, symbol: str | None = None, kind: str = "function", content_hash: str | None = None,
-         from_vector: bool = True, from_text: bool = False, identifier: float = 0.0, role: Role = "code",
-         static_cosine: float | None = None) -> Candidate:  # fmt: skip
+         text_raw: float = 0.0, symbol: str | None = None, kind: ChunkKind = "function",
+         content_hash: str | None = None, from_vector: bool = True, from_text: bool = False, identifier: float = 0.0,
+         role: Role = "code", static_cosine: float | None = None) -> Candidate:  # fmt: skip
     return Candidate(
         id=id, file_id=file_id, repository_id=REPO, rel_path=f"f{file_id}.py", start_line=lines[0],
         end_line=lines[1], symbol=symbol, kind=kind, language="python", role=role,
