@@ -6,8 +6,6 @@ import pytest
 
 from server.indexer.progress import OVERHEAD_SECONDS, Progress, Reporter, WorkModel
 
-pytestmark = pytest.mark.unit
-
 
 class Clock:
     def __init__(self) -> None:

@@ -8,16 +8,11 @@ import pytest
 
 from server.indexer.scanner import LoadedFile, ScanResult, load_file, scan_repository
 from server.indexer.types import ScannedFile
+from tests.repos import write_files
 
 
 def write(root: Path, rel: str, content: str | bytes = "x = 1\n") -> Path:
-    path = root / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        path.write_text(content, encoding="utf-8")
-    return path
+    return write_files(root, {rel: content}, dedent=False) / rel
 
 
 @pytest.fixture()
