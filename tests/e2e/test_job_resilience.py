@@ -56,7 +56,8 @@ async def test_sigkill_mid_job_then_restart_rescues_and_finishes_it(
     async def first_batch_embedded() -> asyncpg.Record | None:
         row = await _job_row(db, job.job_id)
         assert row["status"] in ("pending", "running"), row["error_message"]
-        return row if (row["progress_message"] or "").startswith("Embedding with the transformer: ") else None
+        # The table, not the wording of progress messages, says when the first vectors are stored.
+        return row if await db.fetchval("SELECT count(*) FROM chunks WHERE embedding IS NOT NULL") else None
 
     before = await wait_for(first_batch_embedded, within=JOB_TIMEOUT, interval=0.05)
     server.proc.kill()
