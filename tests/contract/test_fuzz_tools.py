@@ -28,8 +28,6 @@ from mcp import MCPError
 from server.app import App
 from tests.repos import make_python_repo
 
-pytestmark = pytest.mark.contract
-
 CALLS = 1_000
 SEED = int(os.environ.get("FUZZ_SEED", "20261201"))
 BANNED = ("Error calling tool", "errors.pydantic.dev", "internal error", "validation error for", "Traceback",

@@ -24,8 +24,6 @@ from server.projects import ProjectConfigError
 from server.search.request import SearchError
 from server.settings import Settings
 
-pytestmark = pytest.mark.unit
-
 
 @pytest.mark.parametrize(
     ("error", "builtin"),
@@ -74,7 +72,7 @@ def test_validation_errors_become_lines() -> None:
         limit: int
 
     with pytest.raises(ValidationError) as caught:
-        Model(limit="many")  # type: ignore[arg-type]
+        Model(limit="many")
     wrapped = ToolError("Error calling tool 'x'")
     wrapped.__cause__ = caught.value
     failure = classify(wrapped, where="tool 'x'")

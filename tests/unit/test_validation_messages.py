@@ -11,8 +11,6 @@ from server.jobs.models import IndexingJobCreate, IndexingJobStatus
 from server.mcp.params import Text
 from server.validation import MAX_LINES, describe_validation_error, shown_value
 
-pytestmark = pytest.mark.unit
-
 
 @validate_call
 def tool(
@@ -82,8 +80,10 @@ def test_without_a_schema_a_single_bound_is_named() -> None:
 
 
 def test_odd_unknown_parameter_names_are_quoted() -> None:
-    assert message(query="x", **{"limit limit": 1}).startswith("'limit limit': unknown parameter; this tool takes:")
-    assert message(query="x", **{"": 1}).startswith("'': unknown parameter")
+    assert message(SCHEMA, query="x", **{"limit limit": 1}).startswith(
+        "'limit limit': unknown parameter; this tool takes:"
+    )
+    assert message(SCHEMA, query="x", **{"": 1}).startswith("'': unknown parameter")
 
 
 def test_several_fields_give_several_lines() -> None:
@@ -111,6 +111,6 @@ def test_many_errors_are_capped() -> None:
         pass
 
     with pytest.raises(ValidationError) as caught:
-        wide(**{f"a{i}": "x" for i in range(15)})
+        wide(**{f"a{i}": "x" for i in range(15)})  # type: ignore[arg-type]
     lines = describe_validation_error(caught.value).split("\n")
     assert len(lines) == MAX_LINES + 1 and lines[-1] == "... and 5 more invalid fields"
