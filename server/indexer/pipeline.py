@@ -37,6 +37,7 @@ INDEX_FORMAT = 2
 WRITERS = 2  # concurrent batch writes (each on its own connection)
 _INLINE_LIMIT = 64  # fewer changed files than this: no worker processes needed
 COVERAGE_INTERVAL_SECONDS = 2.0  # tier counts are re-read at most this often while indexing
+ANALYZE_AFTER_CHUNKS = 500  # a run that wrote this many chunks refreshes the planner's statistics
 
 __all__ = ["INDEX_FORMAT", "IndexResult", "Progress", "ProgressCallback", "RepositoryTooLargeError", "index_repository"]
 
@@ -168,6 +169,11 @@ async def index_repository(
     gone = [p for p, k in known.items() if p not in present and not k.is_deleted]
     async with pool.acquire() as conn:
         result.files_deleted = await store.mark_deleted(conn, repo_id, gone)
+    if result.chunks_created + result.files_deleted * 10 >= ANALYZE_AFTER_CHUNKS:
+        # Full-text ranking weighs terms by PostgreSQL's statistics: refresh them now, not whenever
+        # autovacuum gets to it (until then new terms would all look rare).
+        async with pool.acquire() as conn:
+            await store.analyze_chunks(conn)
     run.work.finish_store()
     result.searchable_seconds = time.monotonic() - started
     run.searchable_at = time.time()

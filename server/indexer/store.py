@@ -287,3 +287,8 @@ async def finish_repository(conn: Conn, repo_id: uuid.UUID, index_format: int) -
     )
     assert row is not None
     return int(row["file_count"]), int(row["chunk_count"])
+
+
+async def analyze_chunks(conn: Conn) -> None:
+    """Refresh the statistics search's term weights come from (reads and writes go on meanwhile)."""
+    await conn.execute("ANALYZE chunks")
