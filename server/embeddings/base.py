@@ -21,7 +21,7 @@ class EmbeddingError(UserError):
 class Embedder(Protocol):
     """Turns texts into L2-normalised float32 vectors.
 
-    ``name`` is a stable id stored with each project (``local:all-MiniLM-L6-v2-int8``,
+    ``name`` is a stable id stored with each project (``local:all-MiniLM-L6-v2-s8``,
     ``ollama:nomic-embed-text``, ``openai:text-embedding-3-small``) so that vectors from
     different models are never mixed.
     """
@@ -37,8 +37,12 @@ class Embedder(Protocol):
     async def load(self) -> None:
         """Load the model or probe the server once, so ``dimension`` is known. Idempotent."""
 
-    async def embed(self, texts: Sequence[str]) -> Vectors:
-        """Shape (len(texts), dimension), rows L2-normalised, in input order."""
+    async def embed(self, texts: Sequence[str], *, urgent: bool = False) -> Vectors:
+        """Shape (len(texts), dimension), rows L2-normalised, in input order.
+
+        ``urgent`` marks query-time work: it must not wait behind background (indexing) batches.
+        Providers that serve one call at a time let it go first; remote ones have nothing to wait on.
+        """
         ...
 
     async def aclose(self) -> None: ...

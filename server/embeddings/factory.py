@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from server.embeddings.base import Embedder
-from server.embeddings.local import LOCAL_DIMENSION, LOCAL_MODEL_ID, LocalEmbedder
+from server.embeddings.local import DEFAULT_MAX_LENGTH, LOCAL_DIMENSION, LOCAL_MODEL_ID, LocalEmbedder, Variant
 from server.embeddings.ollama import OLLAMA_DEFAULT_MODEL, OLLAMA_DEFAULT_URL, OllamaEmbedder
 from server.embeddings.openai import OPENAI_DEFAULT_MODEL, OPENAI_DEFAULT_URL, OpenAIEmbedder
 
 PROVIDERS = ("local", "ollama", "openai")
-_LOCAL_MODEL_NAMES = {LOCAL_MODEL_ID, f"{LOCAL_MODEL_ID}-int8", f"sentence-transformers/{LOCAL_MODEL_ID}"}
+# Model names the local provider accepts, and which variant each means ("-int8": the shipped
+# model, the name projects created before the s8 model carry).
+_LOCAL_MODEL_NAMES: dict[str, Variant] = {
+    LOCAL_MODEL_ID: "s8",
+    f"{LOCAL_MODEL_ID}-s8": "s8",
+    f"sentence-transformers/{LOCAL_MODEL_ID}": "s8",
+    f"{LOCAL_MODEL_ID}-int8": "shipped",
+}
 
 
 def create_embedder(
@@ -18,21 +27,27 @@ def create_embedder(
     base_url: str | None = None,
     api_key: str | None = None,
     batch_size: int = 32,
-    max_length: int = 128,
+    max_length: int = DEFAULT_MAX_LENGTH,
     threads: int | None = None,
     dimension: int | None = None,
+    models_dir: Path | None = None,
+    max_concurrency: int = 4,
 ) -> Embedder:
     """An embedder for ``provider`` ("local", "ollama" or "openai").
 
-    ``max_length`` and ``threads`` apply to the local model only; ``base_url``, ``api_key``
-    and ``dimension`` (skips the probe call) to the remote ones.
+    ``max_length``, ``threads`` and ``models_dir`` (where the derived s8 model is cached; default
+    ``<data_dir>/models``) apply to the local model only; ``base_url``, ``api_key``, ``dimension``
+    (skips the probe call) and ``max_concurrency`` (HTTP requests in flight) to the remote ones.
     """
     if provider == "local":
         if model is not None and model not in _LOCAL_MODEL_NAMES:
             raise ValueError(f"The local provider only has {LOCAL_MODEL_ID}, not {model!r}")
         if dimension is not None and dimension != LOCAL_DIMENSION:
             raise ValueError(f"The local model has dimension {LOCAL_DIMENSION}, not {dimension}")
-        return LocalEmbedder(batch_size=batch_size, max_length=max_length, threads=threads)
+        variant = _LOCAL_MODEL_NAMES[model] if model is not None else "s8"
+        return LocalEmbedder(
+            batch_size=batch_size, max_length=max_length, threads=threads, variant=variant, models_dir=models_dir
+        )
     if provider == "ollama":
         return OllamaEmbedder(
             model=model or OLLAMA_DEFAULT_MODEL,
@@ -40,6 +55,7 @@ def create_embedder(
             api_key=api_key,
             batch_size=batch_size,
             dimension=dimension,
+            max_concurrency=max_concurrency,
         )
     if provider == "openai":
         return OpenAIEmbedder(
@@ -48,5 +64,6 @@ def create_embedder(
             api_key=api_key,
             batch_size=batch_size,
             dimension=dimension,
+            max_concurrency=max_concurrency,
         )
     raise ValueError(f"Unknown embedding provider {provider!r}; use one of {', '.join(PROVIDERS)}")

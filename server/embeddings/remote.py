@@ -1,4 +1,9 @@
-"""Shared HTTP machinery for embedding servers: batching, retries, validation."""
+"""Shared HTTP machinery for embedding servers: pipelined batches, retries, validation.
+
+A call's batches go out concurrently, at most ``max_concurrency`` requests in flight, so a
+server's round-trip latency overlaps instead of adding up; results are put back in input
+order. Cancelling the call (or one batch failing) cancels the requests still in flight.
+"""
 
 from __future__ import annotations
 
@@ -37,11 +42,14 @@ class RemoteEmbedder(ABC):
         max_attempts: int = 4,
         backoff_base: float = 0.5,
         backoff_max: float = 8.0,
+        max_concurrency: int = 4,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
         if dimension is not None and dimension < 1:
             raise ValueError(f"dimension must be at least 1, got {dimension}")
         self.model = model
@@ -51,6 +59,7 @@ class RemoteEmbedder(ABC):
         self.max_attempts = max_attempts
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
+        self.max_concurrency = max_concurrency
         self._dimension = dimension
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(timeout, connect=connect_timeout))
@@ -69,15 +78,28 @@ class RemoteEmbedder(ABC):
         if self._dimension is None:
             await self._embed_batch([_PROBE_TEXT])
 
-    async def embed(self, texts: Sequence[str]) -> Vectors:
+    async def embed(self, texts: Sequence[str], *, urgent: bool = False) -> Vectors:
+        # ``urgent`` needs nothing here: requests do not queue behind one another on our side.
         if not texts:
             await self.load()
             return empty_vectors(self.dimension)
-        batches = [
-            await self._embed_batch(list(texts[start : start + self.batch_size]))
-            for start in range(0, len(texts), self.batch_size)
-        ]
-        return np.vstack(batches)
+        starts = range(0, len(texts), self.batch_size)
+        if len(starts) == 1:
+            return await self._embed_batch(list(texts))
+        slots = asyncio.Semaphore(self.max_concurrency)
+
+        async def batch(start: int) -> Vectors:
+            async with slots:
+                return await self._embed_batch(list(texts[start : start + self.batch_size]))
+
+        tasks = [asyncio.ensure_future(batch(start)) for start in starts]
+        try:
+            return np.vstack(await asyncio.gather(*tasks))
+        finally:
+            # On a failed batch gather returns at once: stop the others and collect their outcome.
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def aclose(self) -> None:
         await self._client.aclose()
