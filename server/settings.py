@@ -43,9 +43,18 @@ class Settings(BaseSettings):
     embedding_base_url: str | None = None
     embedding_api_key: str | None = None
     embedding_batch_size: int = Field(default=16, ge=1, le=1024)
-    embedding_max_length: int = Field(default=128, ge=8, le=8192)
+    embedding_max_length: int = Field(default=64, ge=8, le=8192)
     embedding_threads: int | None = Field(default=None, ge=1)
     embedding_dimension: int | None = Field(default=None, ge=1, description="Remote providers: skip the probe.")
+    embedding_models_dir: Path | None = Field(
+        default=None, description="Cache of the derived local model. Unset: <data_dir>/models."
+    )
+    embedding_max_concurrency: int = Field(default=4, ge=1, le=64, description="Remote requests in flight.")
+
+    @property
+    def models_dir(self) -> Path:
+        """Where the derived (s8) local model is cached."""
+        return self.embedding_models_dir or self.data_dir / "models"
 
     # --- indexing ---
     max_file_size_bytes: int = Field(default=1_048_576, ge=1)

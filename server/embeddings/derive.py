@@ -24,10 +24,15 @@ import hashlib
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import onnx
 
 logger = logging.getLogger(__name__)
 
@@ -110,12 +115,12 @@ def fold_constants(model_bytes: bytes) -> bytes:
     return bytes(model.SerializeToString())
 
 
-def _evaluate(node: object, inputs: list[np.ndarray]) -> np.ndarray:
+def _evaluate(node: onnx.NodeProto, inputs: list[np.ndarray]) -> np.ndarray:
     from onnx import helper
 
-    op = node.op_type  # type: ignore[attr-defined]
+    op = node.op_type
     if op == "Cast":
-        to = next(a.i for a in node.attribute if a.name == "to")  # type: ignore[attr-defined]
+        to = next(a.i for a in node.attribute if a.name == "to")
         return inputs[0].astype(helper.tensor_dtype_to_np_dtype(to))
     if op == "Mul":
         return np.asarray(inputs[0] * inputs[1]).astype(np.result_type(inputs[0], inputs[1]))
@@ -124,7 +129,7 @@ def _evaluate(node: object, inputs: list[np.ndarray]) -> np.ndarray:
     scale = inputs[1].astype(np.float32)
     zero = inputs[2].astype(np.float32) if len(inputs) > 2 else np.zeros_like(scale)
     if scale.ndim == 1 and scale.size > 1:
-        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)  # type: ignore[attr-defined]
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
         shape = [1] * x.ndim
         shape[axis] = scale.size
         scale, zero = scale.reshape(shape), zero.reshape(shape)
@@ -197,7 +202,9 @@ def ensure_s8(source: Path, source_sha256: str, models_dir: Path) -> Path:
                 return target
             if target.exists():
                 logger.warning("Cached embedding model %s failed its sha256 check; deriving it again", target)
+            started = time.perf_counter()
             derive_s8(source, source_sha256, target)
+            logger.info("Derived the s8 embedding model %s in %.1f s", target, time.perf_counter() - started)
     except OSError as exc:
         raise DerivationError(f"cannot write the derived model to {models_dir}: {exc}") from exc
     if not verified(target):

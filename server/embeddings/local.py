@@ -60,7 +60,7 @@ def shipped_model_path() -> Path:
 def default_models_dir() -> Path:
     from server.settings import get_settings
 
-    return get_settings().data_dir / "models"
+    return get_settings().models_dir
 
 
 def select_providers(available: Sequence[str]) -> list[str]:
@@ -188,6 +188,18 @@ class LocalEmbedder:
         states, mask = result
         lengths = mask.sum(axis=1)
         return [(e.ids[:n], states[i, :n]) for i, (e, n) in enumerate(zip(encodings, lengths, strict=True))]
+
+    def states_for_ids(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """Contextual token states (batch, length, 384) for already tokenised input (distillation)."""
+        loaded = self._load_sync()
+        feeds = {
+            "input_ids": input_ids.astype(np.int64),
+            "attention_mask": attention_mask.astype(np.int64),
+            "token_type_ids": np.zeros_like(input_ids, dtype=np.int64),
+        }
+        with self._gate.hold(urgent=False):
+            states: np.ndarray = loaded.session.run(None, feeds)[0]
+        return states
 
     async def aclose(self) -> None:
         self._loaded = None

@@ -40,6 +40,11 @@ class PriorityGate:
                 self._cond.notify_all()
 
     @property
+    def busy(self) -> bool:
+        with self._cond:
+            return self._busy
+
+    @property
     def urgent_waiting(self) -> int:
         with self._cond:
             return self._urgent_waiting

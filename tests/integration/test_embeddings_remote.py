@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import socket
@@ -60,6 +61,10 @@ class FakeEmbeddingServer:
         self.queue: list[Reply] = []
         self.answer: Callable[[list[str]], Any] | None = None  # overrides the well-formed answer
         self.delay = 0.0
+        self.delay_for: Callable[[list[str]], float] | None = None  # per request, overrides ``delay``
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self._count_lock = threading.Lock()
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self._http.server_address[1]}"
         self._thread = threading.Thread(target=self._http.serve_forever, args=(0.02,), daemon=True)
@@ -94,7 +99,15 @@ class FakeEmbeddingServer:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 body = json.loads(raw)
                 fake.requests.append(Request(self.path, dict(self.headers.items()), body))
-                time.sleep(fake.delay)
+                with fake._count_lock:
+                    fake.in_flight += 1
+                    fake.peak_in_flight = max(fake.peak_in_flight, fake.in_flight)
+                try:
+                    texts = body.get("input") if isinstance(body, dict) else None
+                    time.sleep(fake.delay_for(texts) if fake.delay_for and texts else fake.delay)
+                finally:
+                    with fake._count_lock:
+                        fake.in_flight -= 1
                 reply = fake.respond(self.path, body)
                 payload = reply.body.encode()
                 # The timeout test's client hangs up before the reply.
@@ -132,7 +145,8 @@ async def test_batches_in_order_and_normalised(server: FakeEmbeddingServer) -> N
     vectors = await embedder.embed(texts)
     await embedder.aclose()
 
-    assert [r.body["input"] for r in server.requests] == [["a", "bbbb"], ["cc", "dddddd"], ["eee"]]
+    # Batches go out concurrently, so they may arrive in any order.
+    assert sorted(r.body["input"] for r in server.requests) == [["a", "bbbb"], ["cc", "dddddd"], ["eee"]]
     assert all(r.body["model"] == "test-model" for r in server.requests)
     assert vectors.dtype == np.float32
     np.testing.assert_allclose(vectors, expected_rows(texts), rtol=1e-6)
@@ -289,3 +303,63 @@ async def test_timeouts_are_retried_then_reported() -> None:
             await embedder.embed(["x"])
         await embedder.aclose()
     assert len(server.requests) == 2
+
+
+async def test_batches_are_pipelined_bounded_and_kept_in_order(server: FakeEmbeddingServer) -> None:
+    # Earlier batches answer slower than later ones, so completion order is the reverse of input order.
+    texts = [f"text-{'x' * i}" for i in range(12)]
+    server.delay_for = lambda batch: 0.05 + 0.03 * (12 - len(batch[0]) + 5)
+    embedder = make(server, batch_size=1, max_concurrency=4)
+    vectors = await embedder.embed(texts)
+    await embedder.aclose()
+    assert len(server.requests) == 12
+    assert 2 <= server.peak_in_flight <= 4  # requests overlapped, never more than allowed
+    np.testing.assert_allclose(vectors, expected_rows(texts), rtol=1e-6)
+
+
+async def test_one_request_at_a_time_when_asked(server: FakeEmbeddingServer) -> None:
+    server.delay = 0.02
+    embedder = make(server, batch_size=1, max_concurrency=1)
+    texts = ["a", "bb", "ccc", "dddd"]
+    vectors = await embedder.embed(texts)
+    await embedder.aclose()
+    assert server.peak_in_flight == 1
+    assert [r.body["input"] for r in server.requests] == [[t] for t in texts]
+    np.testing.assert_allclose(vectors, expected_rows(texts), rtol=1e-6)
+
+
+async def test_cancel_stops_pipelined_batches(server: FakeEmbeddingServer) -> None:
+    server.delay = 1.5
+    embedder = make(server, batch_size=1, max_concurrency=3)
+    task = asyncio.create_task(embedder.embed([f"t{i}" for i in range(30)]))
+    while len(server.requests) < 3:  # noqa: ASYNC110 - the server runs in threads
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert task.cancelled()
+    await asyncio.sleep(0.3)
+    assert len(server.requests) == 3  # nothing new was sent after the cancel
+    await embedder.aclose()
+
+
+async def test_a_failed_batch_fails_the_call_and_stops_the_rest(server: FakeEmbeddingServer) -> None:
+    def reject_third(batch: list[str]) -> float:
+        return 0.0 if batch == ["t2"] else 0.3
+
+    server.delay_for = reject_third
+    server.queue = []
+    original = server.respond
+
+    def respond(path: str, body: Any) -> Reply:
+        if body.get("input") == ["t2"]:
+            return Reply(400, '{"error": "bad input t2"}')
+        return original(path, body)
+
+    server.respond = respond  # type: ignore[method-assign]
+    embedder = make(server, batch_size=1, max_concurrency=4)
+    with pytest.raises(EmbeddingError, match="bad input t2"):
+        await embedder.embed([f"t{i}" for i in range(20)])
+    await asyncio.sleep(0.5)
+    assert len(server.requests) <= 4  # the batches waiting for a slot were never sent
+    await embedder.aclose()

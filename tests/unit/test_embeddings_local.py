@@ -31,8 +31,8 @@ UNRELATED = """def factorial(n):
 
 
 @pytest.fixture(scope="module")
-async def embedder() -> AsyncIterator[LocalEmbedder]:
-    local = LocalEmbedder()
+async def embedder(s8_models_dir: Path) -> AsyncIterator[LocalEmbedder]:
+    local = LocalEmbedder(models_dir=s8_models_dir)
     await local.load()
     yield local
     await local.aclose()
@@ -45,7 +45,7 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 async def test_shape_dtype_and_normalised_rows(embedder: LocalEmbedder) -> None:
     vectors = await embedder.embed(["hello world", "def main(): pass", "ünïcödé ✓"])
     assert embedder.dimension == 384
-    assert embedder.name == "local:all-MiniLM-L6-v2-int8"
+    assert embedder.name == "local:all-MiniLM-L6-v2-s8"
     assert vectors.shape == (3, 384)
     assert vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
@@ -64,10 +64,10 @@ async def test_code_query_ranks_json_loader_first(embedder: LocalEmbedder) -> No
     assert cosine(query, loader) > cosine(query, unrelated) + 0.1
 
 
-async def test_order_is_preserved_across_length_sorted_batches() -> None:
+async def test_order_is_preserved_across_length_sorted_batches(s8_models_dir: Path) -> None:
     texts = [f"{word} " * n for word, n in [("zebra", 40), ("apple", 1), ("ocean", 15), ("piano", 3)]]
     texts += ["import os", "class Parser:\n    def parse(self, text): ...", "x" * 300]
-    small_batches = LocalEmbedder(batch_size=2)
+    small_batches = LocalEmbedder(batch_size=2, models_dir=s8_models_dir)
     together = await small_batches.embed(texts)
     one_by_one = np.vstack([await small_batches.embed([text]) for text in texts])
     # Padding within a batch may shift int8 activations slightly, so compare by similarity.
@@ -90,29 +90,29 @@ async def test_tampered_model_is_refused(tmp_path: Path) -> None:
     tampered.write_bytes(bytes(data))
 
     with pytest.raises(EmbeddingError) as caught:
-        await LocalEmbedder(model_path=tampered).embed(["anything"])
+        await LocalEmbedder(model_path=tampered, variant="shipped").embed(["anything"])
     message = str(caught.value)
     assert str(tampered) in message
     assert "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6" in message
     assert "sha256" in message
 
 
-async def test_text_beyond_max_length_is_truncated(embedder: LocalEmbedder) -> None:
+async def test_text_beyond_max_length_is_truncated(embedder: LocalEmbedder, s8_models_dir: Path) -> None:
     long_text = "the quick brown fox jumps over the lazy dog " * 200  # ~1800 tokens
     base, with_other_tail = await asyncio.gather(
         embedder.embed([long_text]), embedder.embed([long_text + " completely different ending"])
     )
     assert base.shape == (1, 384)
-    np.testing.assert_array_equal(base, with_other_tail)  # the tail lies past 128 tokens
+    np.testing.assert_array_equal(base, with_other_tail)  # the tail lies past 64 tokens
 
-    wide = LocalEmbedder(max_length=512)
-    short_prefix = "the quick brown fox " * 40  # ~160 tokens: cut at 128, not at 512
+    wide = LocalEmbedder(max_length=512, models_dir=s8_models_dir)
+    short_prefix = "the quick brown fox " * 40  # ~160 tokens: cut at 64, not at 512
     narrow_vec, wide_vec = await embedder.embed([short_prefix]), await wide.embed([short_prefix])
     assert not np.array_equal(narrow_vec, wide_vec)
 
 
-async def test_cancel_takes_effect_within_a_batch() -> None:
-    local = LocalEmbedder(batch_size=4)
+async def test_cancel_takes_effect_within_a_batch(s8_models_dir: Path) -> None:
+    local = LocalEmbedder(batch_size=4, models_dir=s8_models_dir)
     await local.load()
     started = time.perf_counter()
     await local.embed(["warm up " * 30] * 4)

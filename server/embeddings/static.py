@@ -1,0 +1,179 @@
+"""Static tier: a token-embedding table distilled from the s8 MiniLM, pure numpy, ~thousands of chunks/s.
+
+A text's vector is the L2-normalised sum of the table rows of its WordPiece tokens (each row
+already carries its token's weight). The table was fitted by ``server.embeddings.distill`` so
+that this sum lands close to the transformer's vector of the same chunk, in the same 384-dim
+space; see ``data/static-minilm-code.json`` for the recipe, training packages and figures.
+
+The table ships as package data rather than being built on first use: every machine that
+writes vectors into one database must produce identical vectors, and a build from whatever
+packages happen to be installed (and whatever onnxruntime happens to compute) would differ
+from machine to machine. Its sha256 is pinned here and checked at load.
+
+Tokenising is most of the cost, so texts are cut first (``static_text``) and tokenised per
+whitespace-separated run through a cache: BERT's normaliser and pre-tokeniser never join
+characters across whitespace, so a run's WordPiece ids do not depend on its neighbours.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from server.embeddings.base import EmbeddingError, Vectors, empty_vectors, normalize_rows
+from server.embeddings.text import header
+
+DATA_DIR = Path(__file__).parent / "data"
+STATIC_TABLE_PATH = DATA_DIR / "static-minilm-code.npy"
+STATIC_SCALES_PATH = DATA_DIR / "static-minilm-code.scales.npy"
+STATIC_MANIFEST_PATH = DATA_DIR / "static-minilm-code.json"
+STATIC_TABLE_SHA256 = "0" * 64
+STATIC_SCALES_SHA256 = "0" * 64
+STATIC_EMBEDDER_NAME = "static:minilm-code-v1"
+TOKENIZER_PATH = DATA_DIR / "tokenizer.json"
+STATIC_CONTENT_CHARS = 1000  # of the chunk read after the header
+CLS_ID, SEP_ID = 101, 102
+_CACHE_LIMIT = 400_000  # distinct runs remembered (~60 MB at most)
+# Python's str.split() also splits on these, BERT's pre-tokeniser does not (its normaliser drops them).
+_PY_ONLY_SPACE = re.compile("[\x1c-\x1f]")
+
+
+def static_text(rel_path: str, symbol: str | None, content: str, content_chars: int = STATIC_CONTENT_CHARS) -> str:
+    """The static tier's input: ``"<rel_path> <symbol>\\n"`` + the chunk's first ~1,000 characters."""
+    if len(content) > content_chars:
+        cut = content.rfind(" ", content_chars - 40, content_chars)  # do not end inside a word
+        content = content[: cut if cut > 0 else content_chars]
+    return f"{header(rel_path, symbol)}\n{content}"
+
+
+class RunTokenizer:
+    """WordPiece ids of a text, tokenised per whitespace-separated run with a cache. Thread-safe."""
+
+    def __init__(self, tokenizer_path: Path = TOKENIZER_PATH) -> None:
+        try:
+            self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        except Exception as exc:  # tokenizers raises plain Exception
+            raise EmbeddingError(f"Cannot load the tokenizer {tokenizer_path}: {exc}") from exc
+        self._tokenizer.no_truncation()
+        self._tokenizer.no_padding()
+        self._cache: dict[str, tuple[int, ...]] = {}
+
+    def ids(self, text: str) -> list[int]:
+        """Token ids without [CLS]/[SEP], equal to the real tokenizer's for the same text."""
+        if _PY_ONLY_SPACE.search(text):
+            text = _PY_ONLY_SPACE.sub("", text)
+        runs = text.split()
+        cache = self._cache
+        missing = list({run for run in runs if run not in cache})
+        if missing:
+            encoded = self._tokenizer.encode_batch(missing, add_special_tokens=False)
+            found = {run: tuple(e.ids) for run, e in zip(missing, encoded, strict=True)}
+            if len(cache) < _CACHE_LIMIT:
+                cache.update(found)  # dict updates are atomic under the GIL
+        else:
+            found = {}
+        out: list[int] = []
+        for run in runs:
+            hit = cache.get(run)
+            out.extend(hit if hit is not None else found[run])
+        return out
+
+
+def _verified_array(path: Path, sha256: str) -> np.ndarray:
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise EmbeddingError(f"Cannot read the static embedding table {path}: {exc}") from exc
+    if digest != sha256:
+        raise EmbeddingError(
+            f"Refusing to load the static embedding table {path}: its sha256 is {digest}, expected {sha256}. "
+            "Reinstall codebase-mcp."
+        )
+    # Memory-mapped: cheap in every chunking process; pages are shared by the OS.
+    array: np.ndarray = np.load(path, mmap_mode="r", allow_pickle=False)
+    return array
+
+
+class StaticEmbedder:
+    """Static token-embedding model: ``embed(texts)`` → float32 (n, dimension), L2-normalised rows.
+
+    Synchronous and thread-safe; load it once per process (it memory-maps the table).
+    """
+
+    def __init__(
+        self,
+        *,
+        table_path: Path = STATIC_TABLE_PATH,
+        scales_path: Path = STATIC_SCALES_PATH,
+        table_sha256: str = STATIC_TABLE_SHA256,
+        scales_sha256: str = STATIC_SCALES_SHA256,
+        tokenizer_path: Path = TOKENIZER_PATH,
+        batch_tokens: int = 65_536,
+    ) -> None:
+        self._table = _verified_array(table_path, table_sha256)
+        self._scales = np.asarray(_verified_array(scales_path, scales_sha256), dtype=np.float32)
+        if self._table.ndim != 2 or self._scales.shape != (self._table.shape[0],):
+            raise EmbeddingError(
+                f"Static table {table_path} has shape {self._table.shape} and scales {self._scales.shape}"
+            )
+        self._tokens = RunTokenizer(tokenizer_path)
+        self._batch_tokens = batch_tokens
+        self.name = STATIC_EMBEDDER_NAME
+
+    @classmethod
+    def from_arrays(
+        cls, table: np.ndarray, scales: np.ndarray, tokenizer_path: Path = TOKENIZER_PATH
+    ) -> StaticEmbedder:
+        """An unpinned model from in-memory arrays (distillation and its experiments)."""
+        self = cls.__new__(cls)
+        self._table, self._scales = table, np.asarray(scales, dtype=np.float32)
+        self._tokens = RunTokenizer(tokenizer_path)
+        self._batch_tokens = 65_536
+        self.name = "static:unpinned"
+        return self
+
+    @property
+    def dimension(self) -> int:
+        return int(self._table.shape[1])
+
+    @property
+    def vocabulary_size(self) -> int:
+        return int(self._table.shape[0])
+
+    def token_ids(self, text: str) -> list[int]:
+        """[CLS] + the text's WordPiece ids + [SEP], as the table was fitted on."""
+        return [CLS_ID, *self._tokens.ids(text), SEP_ID]
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        if not texts:
+            return empty_vectors(self.dimension)
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        ids: list[int] = []
+        starts: list[int] = []
+        first = 0
+        for i, text in enumerate(texts):
+            starts.append(len(ids))
+            ids.extend(self.token_ids(text))
+            if len(ids) >= self._batch_tokens or i == len(texts) - 1:
+                out[first : i + 1] = self._sum_rows(ids, starts)
+                ids, starts, first = [], [], i + 1
+        return normalize_rows(out)
+
+    def _sum_rows(self, ids: list[int], starts: list[int]) -> np.ndarray:
+        index = np.fromiter(ids, dtype=np.int64, count=len(ids))
+        rows = self._table[index].astype(np.float32)
+        rows *= self._scales[index, None]
+        sums: np.ndarray = np.add.reduceat(rows, np.asarray(starts, dtype=np.int64), axis=0)
+        return sums
+
+
+def manifest(path: Path = STATIC_MANIFEST_PATH) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
