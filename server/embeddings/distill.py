@@ -152,6 +152,7 @@ class Design:
     """The sparse matrix A: row r = weighted mean over the tokens of text r (CSR and CSC views)."""
 
     def __init__(self, ids_per_text: Sequence[list[int]], weights: np.ndarray) -> None:
+        self.vocab = weights.shape[0]
         rows, cols, vals = [], [], []
         for r, ids in enumerate(ids_per_text):
             uniq, counts = np.unique(np.asarray(ids, dtype=np.int64), return_counts=True)
@@ -165,7 +166,7 @@ class Design:
         order = np.argsort(self.cols, kind="stable")
         self.t_rows, self.t_cols, self.t_vals = self.rows[order], self.cols[order], self.vals[order]
         self.t_uniq, self.t_starts = np.unique(self.t_cols, return_index=True)
-        diag = np.zeros(VOCAB, dtype=np.float64)
+        diag = np.zeros(self.vocab, dtype=np.float64)
         np.add.at(diag, self.cols, self.vals.astype(np.float64) ** 2)
         self.diag = diag
 
@@ -180,8 +181,8 @@ class Design:
         return out
 
     def t_times(self, r: np.ndarray, block: int = 200_000) -> np.ndarray:
-        """Aᵀ @ r, shape (VOCAB, DIM)."""
-        out = np.zeros((VOCAB, r.shape[1]), dtype=np.float32)
+        """Aᵀ @ r, shape (vocab, DIM)."""
+        out = np.zeros((self.vocab, r.shape[1]), dtype=np.float32)
         starts = np.append(self.t_starts, self.t_cols.size)
         k = 0
         while k < self.t_uniq.size:

@@ -110,7 +110,6 @@ _CODE_LANGUAGES = frozenset(
     {"python", "javascript", "typescript", "tsx", "rust", "c", "cpp", "go", "java", "kotlin", "csharp"}
 )
 _MAX_FILE_BYTES = 200_000
-_WORD = re.compile(r"[a-z0-9]+(?:[-_][a-z0-9]+)*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,9 +151,14 @@ def _archive(cache: Path, registry: str, name: str, version: str) -> Path | None
     return None
 
 
+_RESERVED_IN_PATH = re.compile(
+    "|".join(rf"(?<![a-z0-9]){re.escape(name.replace('_', '-'))}(?![a-z0-9])" for name in sorted(RESERVED))
+)
+
+
 def _names_reserved(path: str) -> bool:
-    words = set(_WORD.findall(path.lower()))
-    return bool(words & RESERVED)
+    """True when any part of ``path`` (split at non-alphanumerics) names a reserved library."""
+    return _RESERVED_IN_PATH.search(path.lower().replace("_", "-")) is not None
 
 
 def _usable(member: str, has_src: bool) -> bool:
