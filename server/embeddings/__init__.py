@@ -1,21 +1,42 @@
-"""Embedding providers: the offline local model (default), Ollama and OpenAI-compatible servers."""
+"""Embedding providers: the offline local models (default), Ollama and OpenAI-compatible servers.
+
+Two offline tiers share one 384-dimensional space:
+- ``StaticEmbedder`` (``server.embeddings.static``): a distilled token table, thousands of chunks/s,
+  synchronous; input ``static_text(rel_path, symbol, content)``.
+- ``LocalEmbedder`` (``server.embeddings.local``): all-MiniLM-L6-v2, s8 re-quantised, ~100+ chunks/s;
+  input ``embedding_text(rel_path, symbol, content)``; queries as they are, with ``urgent=True``.
+"""
 
 from server.embeddings.base import Embedder, EmbeddingError, Vectors, normalize_rows
 from server.embeddings.factory import PROVIDERS, create_embedder
-from server.embeddings.local import LOCAL_DIMENSION, LOCAL_EMBEDDER_NAME, LocalEmbedder
+from server.embeddings.local import (
+    DEFAULT_MAX_LENGTH,
+    LEGACY_LOCAL_EMBEDDER_NAME,
+    LOCAL_DIMENSION,
+    LOCAL_EMBEDDER_NAME,
+    LocalEmbedder,
+)
 from server.embeddings.ollama import OllamaEmbedder
 from server.embeddings.openai import OpenAIEmbedder
+from server.embeddings.static import STATIC_EMBEDDER_NAME, StaticEmbedder, static_text
+from server.embeddings.text import embedding_text
 
 __all__ = [
+    "DEFAULT_MAX_LENGTH",
+    "LEGACY_LOCAL_EMBEDDER_NAME",
     "LOCAL_DIMENSION",
     "LOCAL_EMBEDDER_NAME",
     "PROVIDERS",
+    "STATIC_EMBEDDER_NAME",
     "Embedder",
     "EmbeddingError",
     "LocalEmbedder",
     "OllamaEmbedder",
     "OpenAIEmbedder",
+    "StaticEmbedder",
     "Vectors",
     "create_embedder",
+    "embedding_text",
     "normalize_rows",
+    "static_text",
 ]

@@ -7,9 +7,10 @@ Recipe (chosen on the dev set of ``server.embeddings.devset``; figures in the ma
    training chunks (``n/(n+k)`` towards the contextual mean for a token seen ``n`` times).
 2. Targets: the teacher's vector of each training chunk in its transformer-tier form
    (``embedding_text`` at 64 tokens), and of the docstrings found in them.
-3. Fit: a ridge regression, solved by preconditioned conjugate gradients, of the whole table so
-   that the (SIF-weighted) mean of a text's static rows matches its teacher vector, shrunk
-   towards the prior rows: ``min ‖A·E − Y‖² + λ‖E − E0‖²``.
+3. Fit: a closed-form ridge regression of the whole table so that the (SIF-weighted) mean of a
+   text's static rows matches its teacher vector, shrunk towards the prior rows:
+   ``min ‖A·E − Y‖² + λ‖E − E0‖²``, solved exactly over the tokens that occur in training
+   (a dense ~12K×12K system); the others keep their prior row.
 4. Export: rows multiplied by their token weight (so a text's vector is a plain sum), int8 per
    row with a float32 scale per row.
 
@@ -33,9 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
+from server.embeddings import devset
 from server.embeddings.distill_corpus import PACKAGES, RESERVED, CodeChunk, load_packages
 from server.embeddings.local import LocalEmbedder
-from server.embeddings.static import DATA_DIR, RunTokenizer, static_text
+from server.embeddings.static import DATA_DIR, STATIC_CONTENT_CHARS, RunTokenizer, StaticEmbedder, static_text
 from server.embeddings.text import embedding_text
 
 VOCAB = 30522
@@ -45,14 +47,13 @@ _DOCSTRING = re.compile(r'(?:"""|\'\'\')\s*(.+?)(?:"""|\'\'\'|\n\s*\n)', re.S)
 
 @dataclass(frozen=True)
 class Recipe:
-    per_package: int = 1500  # training chunks drawn from one package at most
+    per_package: int = 600  # training chunks drawn from one package at most
     teacher_length: int = 64
-    content_chars: int = 1000
+    content_chars: int = STATIC_CONTENT_CHARS
     prior_shrink: float = 2.0  # k in n/(n+k)
-    sif_a: float = 1e-3  # token weight a/(a+p); 0 = unweighted
-    ridge: float = 0.3  # λ relative to the median diagonal of AᵀA
+    sif_a: float = 1e-2  # token weight a/(a+p); 0 = unweighted
+    ridge: float = 3.0  # λ relative to the median diagonal of AᵀA
     doc_rows: bool = True  # also fit docstrings → their teacher vector
-    iterations: int = 60
     seed: int = 0
 
 
@@ -195,30 +196,48 @@ class Design:
         return out
 
 
-def fit(design: Design, targets: np.ndarray, e0: np.ndarray, ridge: float, iterations: int) -> np.ndarray:
-    """argmin ‖A·E − Y‖² + λ‖E − E0‖², by Jacobi-preconditioned CG on D = E − E0 (one CG per column)."""
-    lam = ridge * float(np.median(design.diag[design.diag > 0]))
-    precond = (1.0 / (design.diag + lam)).astype(np.float32)[:, None]
+def gram(design: Design, used: np.ndarray, chunk_pairs: int = 8_000_000) -> np.ndarray:
+    """AᵀA restricted to the ``used`` columns (dense, float64), summed from each row's outer product."""
+    size = used.size
+    position = np.full(design.vocab, -1, dtype=np.int64)
+    position[used] = np.arange(size)
+    flat = np.zeros(size * size, dtype=np.float64)
+    index_parts: list[np.ndarray] = []
+    value_parts: list[np.ndarray] = []
+    pending = 0
+    bounds = [*design.row_starts.tolist(), design.cols.size]
+    for a, b in itertools.pairwise(bounds):
+        cols = position[design.cols[a:b]]
+        vals = design.vals[a:b].astype(np.float64)
+        index_parts.append((cols[:, None] * size + cols[None, :]).ravel())
+        value_parts.append(np.outer(vals, vals).ravel())
+        pending += (b - a) ** 2
+        if pending >= chunk_pairs or b == design.cols.size:
+            flat += np.bincount(np.concatenate(index_parts), np.concatenate(value_parts), minlength=size * size)
+            index_parts, value_parts, pending = [], [], 0
+    return flat.reshape(size, size)
 
-    def normal(d: np.ndarray) -> np.ndarray:
-        return design.t_times(design.times(d)) + lam * d
 
-    d = np.zeros_like(e0)
-    residual = design.t_times(targets - design.times(e0))
-    z = precond * residual
-    p = z.copy()
-    rz = (residual * z).sum(axis=0)
-    for _ in range(iterations):
-        q = normal(p)
-        alpha = rz / np.maximum((p * q).sum(axis=0), 1e-30)
-        d += alpha * p
-        residual -= alpha * q
-        z = precond * residual
-        rz_new = (residual * z).sum(axis=0)
-        p = z + (rz_new / np.maximum(rz, 1e-30)) * p
-        rz = rz_new
-    result: np.ndarray = e0 + d
-    return result
+def fit(design: Design, targets: np.ndarray, e0: np.ndarray, ridges: Sequence[float]) -> list[np.ndarray]:
+    """Closed-form ``argmin ‖A·E − Y‖² + λ‖E − E0‖²`` for each λ (relative to the median of diag AᵀA).
+
+    Only tokens that occur in the training texts have a non-zero column in A; the others keep
+    their prior row. For those that occur the normal equations are solved exactly (dense).
+    """
+    used = np.flatnonzero(design.diag > 0)
+    residual_rhs = design.t_times(targets - design.times(e0))[used].astype(np.float64)
+    g = gram(design, used)
+    scale = float(np.median(np.diag(g)))
+    tables = []
+    for ridge in ridges:
+        lam = ridge * scale
+        g_reg = g + lam * np.eye(used.size)
+        delta = np.linalg.solve(g_reg, residual_rhs)
+        del g_reg
+        table = e0.copy()
+        table[used] += delta.astype(np.float32)
+        tables.append(table)
+    return tables
 
 
 def quantise(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -229,15 +248,16 @@ def quantise(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return q, scales.astype(np.float32)
 
 
-def build_table(data: TeacherData, recipe: Recipe, tokens: RunTokenizer) -> np.ndarray:
-    """The weighted float32 table (rows already multiplied by their token weight)."""
+def build_tables(
+    data: TeacherData, recipe: Recipe, tokens: RunTokenizer, ridges: Sequence[float] | None = None
+) -> list[np.ndarray]:
+    """The weighted float32 table per ridge value (rows already multiplied by their token weight)."""
     ids = [[101, *tokens.ids(t), 102] for t in data.texts]
     weights = token_weights(ids, recipe.sif_a)
     weights[[101, 102]] = weights[[101, 102]].min()
     design = Design(ids, weights)
-    table = fit(design, data.targets, prior(data, recipe.prior_shrink), recipe.ridge, recipe.iterations)
-    weighted: np.ndarray = table * weights[:, None]
-    return weighted
+    tables = fit(design, data.targets, prior(data, recipe.prior_shrink), ridges or [recipe.ridge])
+    return [table * weights[:, None] for table in tables]
 
 
 def write(out_dir: Path, q: np.ndarray, scales: np.ndarray, info: dict[str, object]) -> dict[str, str]:
@@ -251,19 +271,49 @@ def write(out_dir: Path, q: np.ndarray, scales: np.ndarray, info: dict[str, obje
     return digests
 
 
+def dev_report(teacher: LocalEmbedder, model: StaticEmbedder, cache: Path, content_chars: int) -> dict[str, object]:
+    """MRR@10 on the dev set (held-out training-side packages) of each tier alone and blended with BM25."""
+    dev = devset.build(load_packages(cache, "dev"))
+    teacher_q = teacher.embed_sync(dev.queries)
+    teacher_d = teacher.embed_sync([embedding_text(d.rel_path, d.symbol, d.content) for d in dev.docs])
+    static_q = model.embed(dev.queries)
+    static_d = model.embed([static_text(d.rel_path, d.symbol, d.content, content_chars) for d in dev.docs])
+
+    def text(doc: devset.DevDoc) -> str:
+        return f"{doc.rel_path} {doc.symbol or ''}\n{doc.content}"
+
+    t = devset.score(dev, teacher_q, teacher_d, text)
+    s = devset.score(dev, static_q, static_d, text)
+    report: dict[str, object] = {
+        "packages": sorted(set(dev.groups)),
+        "queries": len(dev.queries),
+        "documents": len(dev.docs),
+        "mrr@10": {
+            "bm25": round(devset.evaluate(dev, t, 0.0), 4),
+            "teacher": round(devset.evaluate(dev, t, 1.0), 4),
+            "teacher 0.85+bm25": round(devset.evaluate(dev, t, 0.85), 4),
+            "static": round(devset.evaluate(dev, s, 1.0), 4),
+            "static 0.75+bm25": round(devset.evaluate(dev, s, 0.75), 4),
+        },
+    }
+    return report
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--cache", type=Path, required=True, help="where packages are downloaded")
     parser.add_argument("--models-dir", type=Path, default=None, help="where the s8 teacher is cached")
     parser.add_argument("--out", type=Path, default=DATA_DIR)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--no-dev", action="store_true", help="skip the dev-set evaluation")
     args = parser.parse_args(argv)
     recipe = Recipe()
     teacher = LocalEmbedder(max_length=recipe.teacher_length, threads=args.threads, models_dir=args.models_dir)
     teacher.load_sync()
     assert teacher.loaded_model is not None and teacher.loaded_model.startswith("s8:"), teacher.loaded_model
     data = collect(load_packages(args.cache, "train"), recipe, teacher)
-    q, scales = quantise(build_table(data, recipe, RunTokenizer()))
+    (table,) = build_tables(data, recipe, RunTokenizer())
+    q, scales = quantise(table)
     training = [f"{reg}:{name}=={ver}" for reg, name, ver, role in PACKAGES if role == "train"]
     info = {
         "recipe": asdict(recipe),
@@ -273,6 +323,10 @@ def main(argv: list[str] | None = None) -> None:
         "training_texts": len(data.texts),
         "dimension": DIM,
     }
+    if not args.no_dev:
+        model = StaticEmbedder.from_arrays(q, scales)
+        info["dev_set"] = dev_report(teacher, model, args.cache, recipe.content_chars)
+        print(json.dumps(info["dev_set"], indent=2))
     digests = write(args.out, q, scales, info)
     print(json.dumps(digests, indent=2))
 

@@ -28,11 +28,11 @@ from server.embeddings.static import (
 
 pytestmark = pytest.mark.unit
 
-JSON_LOADER = '''def read_config(path):
+JSON_LOADER = """def read_config(path):
     import json
     with open(path, encoding="utf-8") as handle:
         return json.load(handle)
-'''
+"""
 UNRELATED = """def factorial(n):
     result = 1
     for i in range(2, n + 1):
