@@ -170,6 +170,9 @@ def derive_s8(source: Path, source_sha256: str, destination: Path) -> None:
             extra_options={"MatMulConstBOnly": True},
         )
         digest = sha256_file(s8)
+        # Sidecar off first: a reader must never pair the new model with an old digest (or
+        # the reverse); without a sidecar it waits for the lock and checks again.
+        _sidecar(destination).unlink(missing_ok=True)
         os.replace(s8, destination)
         tmp_sidecar = Path(work) / "sidecar"
         tmp_sidecar.write_text(digest + "\n", encoding="ascii")

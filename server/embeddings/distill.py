@@ -271,6 +271,16 @@ def write(out_dir: Path, q: np.ndarray, scales: np.ndarray, info: dict[str, obje
     return digests
 
 
+def training_counts(packages: dict[str, list[CodeChunk]], recipe: Recipe) -> dict[str, object]:
+    """How many training chunks each package and language contributed (some contribute none)."""
+    chunks = sample(packages, recipe.per_package, recipe.seed)
+    per_package = {name: sum(1 for c in chunks if c.package == name.split("==")[0]) for name in sorted(packages)}
+    per_language: dict[str, int] = {}
+    for chunk in chunks:
+        per_language[chunk.language] = per_language.get(chunk.language, 0) + 1
+    return {"per_package": per_package, "per_language": dict(sorted(per_language.items()))}
+
+
 def dev_report(teacher: LocalEmbedder, model: StaticEmbedder, cache: Path, content_chars: int) -> dict[str, object]:
     """MRR@10 on the dev set (held-out training-side packages) of each tier alone and blended with BM25."""
     dev = devset.build(load_packages(cache, "dev"))
@@ -311,7 +321,8 @@ def main(argv: list[str] | None = None) -> None:
     teacher = LocalEmbedder(max_length=recipe.teacher_length, threads=args.threads, models_dir=args.models_dir)
     teacher.load_sync()
     assert teacher.loaded_model is not None and teacher.loaded_model.startswith("s8:"), teacher.loaded_model
-    data = collect(load_packages(args.cache, "train"), recipe, teacher)
+    packages = load_packages(args.cache, "train")
+    data = collect(packages, recipe, teacher)
     (table,) = build_tables(data, recipe, RunTokenizer())
     q, scales = quantise(table)
     training = [f"{reg}:{name}=={ver}" for reg, name, ver, role in PACKAGES if role == "train"]
@@ -321,6 +332,7 @@ def main(argv: list[str] | None = None) -> None:
         "training_packages": training,
         "reserved_never_used": sorted(RESERVED),
         "training_texts": len(data.texts),
+        "training_chunks": training_counts(packages, recipe),
         "dimension": DIM,
     }
     if not args.no_dev:
