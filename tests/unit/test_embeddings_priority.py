@@ -58,7 +58,8 @@ def test_gate_admits_an_urgent_waiter_before_earlier_normal_waiters() -> None:
 async def test_urgent_call_overtakes_a_long_background_embed(s8_models_dir: Path) -> None:
     embedder = LocalEmbedder(batch_size=2, models_dir=s8_models_dir, threads=1)
     await embedder.load()
-    texts = [f"def function_{i}(value):\n    return value * {i} + compute(value, {i})\n" * 3 for i in range(160)]
+    topics = ["parse json", "render html", "open socket", "compress bytes", "sort list", "hash password"]
+    texts = [f"# {topics[i % 6]} number {i}\ndef step_{i}(value):\n    return value * {i}\n" * 3 for i in range(160)]
     background = asyncio.create_task(embedder.embed(texts))
     while not embedder._gate.busy:  # noqa: ASYNC110 - set by an inference thread
         await asyncio.sleep(0.005)  # until the background sub-batches are running
@@ -66,9 +67,12 @@ async def test_urgent_call_overtakes_a_long_background_embed(s8_models_dir: Path
     assert not background.done()  # the query did not wait for the ~80 background sub-batches
     assert query.shape == (1, 384)
     vectors = await background
-    # The background result is complete and in order despite the interruption.
-    alone = await embedder.embed(texts[:3])
-    np.testing.assert_allclose(vectors[:3], alone, atol=2e-3)
+    # The background result is complete and in order despite the interruption. Activations are
+    # quantised per batch, so other batch neighbours shift vectors slightly: compare by cosine.
+    alone = np.vstack([await embedder.embed([text]) for text in texts[:6]])
+    similarity = vectors[:6] @ alone.T
+    assert list(similarity.argmax(axis=1)) == list(range(6))
+    assert float(np.diag(similarity).min()) > 0.99
     await embedder.aclose()
 
 
