@@ -44,7 +44,7 @@ def load_chunks(corpus: Path, count: int, seed: int = 0) -> list[dict[str, str |
     for path in files:
         rel = str(path.relative_to(corpus))
         text = path.read_text(encoding="utf-8", errors="replace")
-        chunks.extend({"path": rel, "symbol": c.symbol, "content": c.content} for c in chunk_file(text, "python", rel))
+        chunks.extend({"path": rel, "symbol": c.symbol, "content": c.content} for c in chunk_file(text, "python"))
         if len(chunks) >= count:
             break
     rng.shuffle(chunks)

@@ -195,7 +195,7 @@ def package_chunks(archive: Path, package: str) -> list[CodeChunk]:
     out: list[CodeChunk] = []
     seen: set[str] = set()
     for rel_path, language, text in package_files(archive):
-        for chunk in chunk_file(text, language, rel_path):
+        for chunk in chunk_file(text, language):
             digest = hashlib.blake2b(chunk.content.encode(), digest_size=12).hexdigest()
             if digest in seen or len(chunk.content.strip()) < 40:
                 continue
