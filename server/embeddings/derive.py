@@ -12,7 +12,7 @@ and the onnxruntime version (the quantiser's output may change between versions)
 file is derived again rather than loaded. Several processes starting at once take a file lock;
 the model is written to a temporary file and renamed into place, so nobody sees half a file.
 
-Install-time use: ``python -m server.embeddings.derive [--data-dir DIR]``.
+Install-time use: ``python -m server.embeddings.derive [--models-dir DIR]`` (prints the model's path).
 """
 
 from __future__ import annotations
@@ -220,10 +220,12 @@ def main(argv: list[str] | None = None) -> None:
     from server.settings import get_settings
 
     parser = argparse.ArgumentParser(description="Derive (or verify) the fast s8 embedding model.")
-    parser.add_argument("--data-dir", type=Path, default=None, help="default: CODEBASE_MCP_DATA_DIR")
+    parser.add_argument(
+        "--models-dir", type=Path, default=None, help="default: EMBEDDING_MODELS_DIR or <CODEBASE_MCP_DATA_DIR>/models"
+    )
     args = parser.parse_args(argv)
-    data_dir = args.data_dir or get_settings().data_dir
-    path = ensure_s8(shipped_model_path(), MODEL_SHA256, data_dir / "models")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    path = ensure_s8(shipped_model_path(), MODEL_SHA256, args.models_dir or get_settings().models_dir)
     print(path)
 
 
