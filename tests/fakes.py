@@ -66,7 +66,7 @@ class FakeEmbedder:
     async def load(self) -> None:
         return None
 
-    async def embed(self, texts: Sequence[str]) -> Vectors:
+    async def embed(self, texts: Sequence[str], *, urgent: bool = False) -> Vectors:
         if not texts:
             return empty_vectors(self._dimension)
         if not self._running.is_set():

@@ -443,9 +443,9 @@ class CountingEmbedder:
     async def load(self) -> None:
         await self.inner.load()
 
-    async def embed(self, texts: Any) -> Vectors:
+    async def embed(self, texts: Any, *, urgent: bool = False) -> Vectors:
         self.calls.append(len(texts))
-        return await self.inner.embed(texts)
+        return await self.inner.embed(texts, urgent=urgent)
 
     async def aclose(self) -> None:
         pass
