@@ -15,11 +15,10 @@ import asyncpg
 from listener import Notifier
 from server.db.cluster import Cluster
 from server.db.registry import Project, Registry
-from server.embeddings import Embedder, EmbeddingError, create_embedder
+from server.embeddings import Embedder, EmbeddingError, StaticEmbedder, create_embedder
 from server.indexer.pipeline import IndexResult, ProgressCallback, index_repository
 from server.jobs.worker import JobRun, Worker
 from server.projects import ProjectResolver
-from server.search.engine import StaticTier
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,10 +50,12 @@ class App:
             max_length=settings.embedding_max_length,
             threads=settings.embedding_threads,
             dimension=settings.embedding_dimension,
+            models_dir=settings.models_dir,
+            max_concurrency=settings.embedding_max_concurrency,
         )
         self._cluster: Cluster | None = None
         # The static vector tier (None: chunks get transformer vectors only).
-        self.static_embedder: StaticTier | None = None
+        self.static_embedder: StaticEmbedder | None = StaticEmbedder() if settings.static_tier else None
         self._registry: Registry | None = None
         self._resolver: ProjectResolver | None = None
         self.notifier = Notifier(connect=_listen_connection)
@@ -145,6 +146,7 @@ class App:
             force_reindex=force_reindex,
             progress_callback=progress,
             max_file_size=self.settings.max_file_size_bytes,
+            static_tier=self.static_embedder is not None,
             max_repo_bytes=int(self.settings.max_repo_size_gb * 1e9),
         )
 

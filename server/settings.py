@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     embedding_models_dir: Path | None = Field(
         default=None, description="Cache of the derived local model. Unset: <data_dir>/models."
     )
+    static_tier: bool = Field(
+        default=True, description="Give every chunk a static-tier vector when it is stored (semantic search at once)."
+    )
     embedding_max_concurrency: int = Field(default=4, ge=1, le=64, description="Remote requests in flight.")
 
     @property

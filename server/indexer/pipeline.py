@@ -126,10 +126,12 @@ async def index_repository(
     progress_callback: ProgressCallback | None = None,
     max_file_size: int = DEFAULT_MAX_FILE_SIZE,
     max_repo_bytes: int | None = None,
+    static_tier: bool = False,
 ) -> IndexResult:
     """Index `repo_path` into the project database behind `pool`.
 
-    `embedder=None` stores full text (and static vectors) only; a later run fills in the rest.
+    With `static_tier` every stored chunk gets its static vector at once. `embedder=None` stores
+    full text (and static vectors) only; a later run fills in the transformer tier.
     """
     started = time.monotonic()
     root = repo_path.resolve()
@@ -163,7 +165,7 @@ async def index_repository(
     run.work.start_store(sum(j.file.size for j in jobs))
     await run(f"Scanned {len(scan.files)} files: {len(jobs)} to index", "scanning")
 
-    await _prepare_and_store(jobs, run, known, max_file_size)
+    await _prepare_and_store(jobs, run, known, max_file_size, static_tier)
 
     present = {f.rel_path for f in scan.files}
     gone = [p for p, k in known.items() if p not in present and not k.is_deleted]
@@ -211,7 +213,7 @@ def summary(result: IndexResult) -> str:
 
 
 async def _prepare_and_store(
-    jobs: list[PrepareJob], run: _Run, known: dict[str, store.KnownFile], max_size: int
+    jobs: list[PrepareJob], run: _Run, known: dict[str, store.KnownFile], max_size: int, static_tier: bool
 ) -> None:
     result = run.result
     total = len(jobs)
@@ -246,7 +248,7 @@ async def _prepare_and_store(
     try:
         while next_batch < len(batches) or futures:
             while next_batch < len(batches) and len(futures) < in_flight:
-                futures.append(loop.run_in_executor(pool_executor, prepare, batches[next_batch], max_size))
+                futures.append(loop.run_in_executor(pool_executor, prepare, batches[next_batch], max_size, static_tier))
                 next_batch += 1
             prepared = await futures.pop(0)
             # Two writers: while one batch's COPY runs, the next one is already on its way.

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 
+from server.embeddings.static import StaticEmbedder, static_text
 from server.embeddings.text import embedding_text
 from server.indexer.chunker import chunk_file
 from server.indexer.fulltext import tsvector_binary
@@ -71,8 +72,21 @@ def chunk_rows(rel_path: str, text: str, language: str, role: Role) -> list[Chun
     ]
 
 
-def prepare(jobs: Sequence[PrepareJob], max_size: int) -> list[Prepared]:
-    """Read, hash and chunk files."""
+_static: StaticEmbedder | None = None
+_static_lock = threading.Lock()
+
+
+def _static_model() -> StaticEmbedder:
+    """This process's static model (memory-mapped once, shared by threads)."""
+    global _static
+    with _static_lock:
+        if _static is None:
+            _static = StaticEmbedder()
+        return _static
+
+
+def prepare(jobs: Sequence[PrepareJob], max_size: int, static_tier: bool = False) -> list[Prepared]:
+    """Read, hash and chunk files; with `static_tier` every chunk also gets its static vector."""
     out: list[Prepared] = []
     for job in jobs:
         loaded = load_file(job.file, max_size)
@@ -95,6 +109,13 @@ def prepare(jobs: Sequence[PrepareJob], max_size: int) -> list[Prepared]:
                 chunks=chunk_rows(job.file.rel_path, loaded.text, loaded.language or "text", role),
             )
         )
+    if static_tier:
+        records = [r for r in out if isinstance(r, FileRecord)]
+        rows = [(r.rel_path, c) for r in records for c in r.chunks]
+        if rows:
+            vectors = _static_model().embed([static_text(path, c.symbol, c.content) for path, c in rows])
+            for (_, chunk), vector in zip(rows, vectors, strict=True):
+                object.__setattr__(chunk, "static_embedding", vector)  # frozen row, filled once here
     return out
 
 

@@ -155,7 +155,11 @@ def build_candidate_sql(query: CandidateQuery) -> tuple[str, list[Any]]:
         return "", []
     names = [cte.split(" ", 1)[0] for cte in ctes]
     cosine = f"1 - COALESCE(vec.distance, c.embedding <=> {qvec})" if qvec else "NULL::float8"
-    static = f"1 - COALESCE(svec.distance, c.static_embedding <=> {svec})" if svec else "NULL::float8"
+    if svec:
+        distance = f"c.static_embedding <=> {svec}"
+        static = f"1 - COALESCE(svec.distance, {distance})" if "svec" in names else f"1 - ({distance})"
+    else:
+        static = "NULL::float8"
     # Rows were picked by their rare terms (cheap); every candidate is scored on all terms.
     text_rank = rank("c.tsv") if text else "0::float8"
     joins = "".join(f" LEFT JOIN {name} ON {name}.id = c.id" for name in ("vec", "svec", "lex") if name in names)

@@ -128,7 +128,7 @@ class CodeSearch:
             if checked is None or time.monotonic() - checked > STATS_TTL_SECONDS:
                 await self.registry.check_embedder(project)
                 self._embedder_checked[project.database_name] = time.monotonic()
-            vectors = await self.embedder.embed([query])
+            vectors = await self.embedder.embed([query], urgent=True)
         except EmbedderMismatchError as exc:
             return None, f"Transformer ranking is off: {exc}"
         except EmbeddingError as exc:

@@ -38,7 +38,7 @@ async def embed_missing(
     if not rows:
         return 0
     texts = [embedding_text(r["rel_path"], r["symbol"], r["content"]) for r in rows]
-    vectors = np.asarray(await embedder.embed(texts), dtype=np.float32)
+    vectors = np.asarray(await embedder.embed(texts, urgent=True), dtype=np.float32)
     for r, cosine in zip(rows, vectors @ query_vector, strict=True):
         missing[r["id"]].cosine = float(cosine)
     await store.store_embeddings(conn, [r["id"] for r in rows], [r["embed_hash"] for r in rows], vectors)

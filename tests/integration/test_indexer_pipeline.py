@@ -10,11 +10,12 @@ import os
 from pathlib import Path
 
 import asyncpg
+import numpy as np
 import pytest
 
 from server.app import App
 from server.db.registry import Project
-from server.embeddings import Embedder
+from server.embeddings import Embedder, static_text
 from server.indexer.pipeline import Progress, index_repository
 from server.indexer.tokens import query_tokens
 from tests.fakes import FakeEmbedder
@@ -102,8 +103,17 @@ async def test_full_index_stores_searchable_chunks(app: App, tmp_path: Path, pro
     assert result.files_skipped.get("binary") == 1
     langs = {r["rel_path"]: r["language"] for r in await pool.fetch("SELECT rel_path, language FROM files")}
     assert langs["src/retry.py"] == "python" and langs["src/app.ts"] == "typescript" and langs["main.go"] == "go"
-    # every chunk embedded, full text over code-aware tokens finds identifiers and their parts
+    # every chunk embedded by both tiers, full text over code-aware tokens finds identifiers and their parts
     assert await pool.fetchval("SELECT count(*) FROM chunks WHERE embedding IS NULL") == 0
+    assert await pool.fetchval("SELECT count(*) FROM chunks WHERE static_embedding IS NULL") == 0
+    assert result.static_coverage == 1.0 and result.transformer_coverage == 1.0
+    row = await pool.fetchrow(
+        """SELECT c.symbol, c.content, c.static_embedding::real[] AS v, f.rel_path FROM chunks c
+           JOIN files f ON f.id = c.file_id WHERE c.symbol = 'retry_request'"""
+    )
+    assert row is not None and app.static_embedder is not None
+    expected = app.static_embedder.embed([static_text(row["rel_path"], row["symbol"], row["content"])])[0]
+    assert np.allclose(np.asarray(row["v"]), expected, atol=2e-3)  # stored as halfvec
     hit = await pool.fetchval(
         "SELECT symbol FROM chunks WHERE tsv @@ to_tsquery('simple', $1) ORDER BY id LIMIT 1",
         " & ".join(query_tokens("retry request")),
@@ -213,7 +223,7 @@ async def test_cancel_takes_effect_fast_and_leaves_consistent_rows(
     project, pool = await _project(app, project_id)
 
     async def watch(p: Progress) -> None:
-        if p.phase == "embedding" and p.percentage > 50:
+        if p.phase == "embedding" and p.chunks_embedded > 0:
             fake_embedder.pause()  # the first batch is stored: hold the run inside the second
 
     task = asyncio.create_task(index_repository(repo, "repo", pool, fake_embedder, progress_callback=watch))

@@ -541,7 +541,10 @@ async def test_project_of_another_embedder_is_searched_by_full_text(
     )
     counting.calls.clear()
     response = await search(app, "retry failed requests with backoff", project_id)
-    assert response.mode == "text_only" and response.embedding_coverage == 1.0
+    # Its transformer vectors cannot be compared with ours: the query is not embedded by the transformer,
+    # nothing is re-ranked, and the static tier (one local model for every project) and full text rank.
+    assert response.mode == "hybrid" and response.embedding_coverage == 1.0 and response.static_coverage == 1.0
     assert response.notice and "ollama:nomic-embed-text" in response.notice
-    assert counting.calls == []  # its vectors cannot be compared with ours: the query is not embedded
+    assert counting.calls == [] and response.reranked == 0
+    assert all(h.scores.cosine is None and h.scores.static is not None for h in response.results)
     assert response.results[0].symbol == "HttpClient.request_with_retry"
