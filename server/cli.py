@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import logging
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from server.errors import UserError
 from server.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from server.http_auth import HttpToken
 
 
 def _setup_logging(settings: Settings) -> None:
@@ -28,27 +33,87 @@ def _setup_logging(settings: Settings) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
+def _url_host(host: str) -> str:
+    if host in ("", "0.0.0.0", "::"):
+        return "127.0.0.1"  # listening everywhere: loopback reaches it too
+    return f"[{host}]" if ":" in host else host
+
+
+def _print_http_banner(host: str, port: int, token: HttpToken) -> None:
+    base = f"http://{_url_host(host)}:{port}"
+    shown = token.value if token.source != "setting" else "<HTTP_AUTH_TOKEN>"
+    where = f" (kept in {token.path})" if token.path else " (from HTTP_AUTH_TOKEN)"
+    lines = [
+        f"codebase-mcp: MCP endpoint {base}/mcp needs the header 'Authorization: Bearer <token>'",
+        f"codebase-mcp: access token{where}: {shown}",
+        f"codebase-mcp: jobs page {base}/web/#token={shown}",
+    ]
+    print("\n".join(lines), file=sys.stderr, flush=True)
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from server.app import App
+    from server.http_auth import TokenFileError, load_or_create_token
+    from server.http_guard import HostPolicy
     from server.mcp.server import build_server
 
     if args.no_workers:
         settings.run_workers_in_server = False
+    host = args.host or settings.http_host
+    port = args.port if args.port is not None else settings.http_port
+    token: HttpToken | None = None
+    if args.transport == "http":
+        try:  # before anything starts: a bad token file or allow-list stops here
+            token = load_or_create_token(settings)
+            HostPolicy.build(port or 1, settings.http_allowed_hosts, settings.http_allowed_origins)
+        except (TokenFileError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     app = App(settings, single_client=args.transport == "stdio")
     mcp = build_server(app)
-    if args.transport == "stdio":
+    if token is None:
         mcp.run()
         return 0
     import uvicorn
 
     from server.http import build_http_app
 
+    if not _is_loopback(host):
+        logging.getLogger(__name__).warning(
+            "listening on %s: reachable from other machines; the bearer token is the only protection and "
+            "travels in clear text without TLS in front",
+            host,
+        )
+    _print_http_banner(host, port, token)
     uvicorn.run(
-        build_http_app(app, mcp),
-        host=args.host or settings.http_host,
-        port=args.port if args.port is not None else settings.http_port,
+        build_http_app(app, mcp, token=token.value, port=port),
+        host=host,
+        port=port,
         log_level=settings.log_level.lower(),
     )
+    return 0
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
+    from server.http_auth import TokenFileError, load_or_create_token, rotate_token
+
+    try:
+        token = rotate_token(settings) if args.rotate else load_or_create_token(settings)
+    except TokenFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.rotate and settings.http_auth_token is not None:
+        print("note: HTTP_AUTH_TOKEN is set and takes precedence over the rotated file", file=sys.stderr)
+    print(token.value)
     return 0
 
 
@@ -180,6 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.add_argument("--no-workers", action="store_true", help="only queue jobs; standalone workers run them")
     serve.set_defaults(func=cmd_serve)
+
+    token = sub.add_parser("token", help="print the HTTP bearer token (generated and kept in the data dir)")
+    token.add_argument("--rotate", action="store_true", help="replace it (restart HTTP servers afterwards)")
+    token.set_defaults(func=cmd_token)
 
     worker = sub.add_parser("worker", help="run background indexing workers (any number, on any machine)")
     worker.add_argument("--concurrency", type=int)
