@@ -17,6 +17,7 @@ from server.db.cluster import Cluster
 from server.db.registry import Project, Registry
 from server.embeddings import Embedder, EmbeddingError, create_embedder
 from server.indexer.pipeline import IndexResult, ProgressCallback, index_repository
+from server.jobs.paths import RepoPathError, confirm_root
 from server.jobs.worker import JobRun, Worker
 from server.projects import ProjectResolver
 from server.search.engine import StaticTier
@@ -134,10 +135,16 @@ class App:
         force_reindex: bool = False,
         progress: ProgressCallback | None = None,
     ) -> IndexResult:
-        """Index in the foreground (CLI, the `index_repository` tool, and every job)."""
+        """Index in the foreground (CLI, the `index_repository` tool, and every job).
+
+        The path is confined again here, when the work starts, whenever it was validated
+        (`confirm_root`), and once more at the end: a root swapped for a symlink fails the run.
+        """
+        roots = self.settings.allowed_roots
+        repo_path = await asyncio.to_thread(confirm_root, repo_path, allowed_roots=roots)
         await self.registry.check_embedder(project)
         pool = await self.pool(project)
-        return await index_repository(
+        result = await index_repository(
             repo_path,
             name or repo_path.name,
             pool,
@@ -147,6 +154,13 @@ class App:
             max_file_size=self.settings.max_file_size_bytes,
             max_repo_bytes=int(self.settings.max_repo_size_gb * 1e9),
         )
+        try:
+            await asyncio.to_thread(confirm_root, repo_path, allowed_roots=roots)
+        except RepoPathError as exc:
+            raise RepoPathError(
+                f"{exc} (it changed while it was being indexed; files reached through the new path were not read)"
+            ) from None
+        return result
 
     async def run_job(self, run: JobRun) -> IndexResult:
         return await self.index(

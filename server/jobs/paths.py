@@ -30,8 +30,9 @@ from pathlib import Path
 from urllib.parse import unquote_to_bytes
 
 from server.errors import UserError
+from server.fs.confined import open_directory
 
-__all__ = ["RepoPathError", "validate_repo_path"]
+__all__ = ["RepoPathError", "confirm_root", "validate_repo_path"]
 
 _MAX_DECODE_ROUNDS = 6
 _MAX_PATH_CHARS = 4096  # PATH_MAX on Linux
@@ -88,12 +89,38 @@ def validate_repo_path(raw: str, *, allowed_roots: Sequence[Path | str] = ()) ->
     return resolved
 
 
+def confirm_root(path: Path, *, allowed_roots: Sequence[Path | str] = ()) -> Path:
+    """Check, when a job starts, that a path validated earlier still names the same real directory.
+
+    Between queueing and running, a directory can be replaced by a symlink to somewhere else; the
+    path is validated again (allowed roots included), must still resolve to itself, and is opened
+    from '/' without following any symlink. Files are then read the same way (`server/fs/confined.py`).
+    """
+    resolved = validate_repo_path(str(path), allowed_roots=allowed_roots)
+    if resolved != path:
+        raise RepoPathError(
+            f"repository {str(path)!r} now resolves to {str(resolved)!r}: a symlink was put in its path after "
+            "it was accepted; nothing was indexed. Queue it again with the real path"
+        )
+    try:
+        os.close(open_directory(path))
+    except OSError as error:
+        raise RepoPathError(f"repository {str(path)!r} cannot be opened safely: {error.strerror}") from None
+    return path
+
+
 def _reject_control_characters(raw: str) -> None:
     if "\x00" in raw:
         raise RepoPathError(f"repo_path contains a NUL byte at position {raw.index(chr(0))}")
     for position, char in enumerate(raw):
-        if unicodedata.category(char) == "Cc":
+        category = unicodedata.category(char)
+        if category == "Cc":
             raise RepoPathError(f"repo_path contains control characters (U+{ord(char):04X} at position {position})")
+        if category == "Cs":
+            raise RepoPathError(
+                f"repo_path is not valid UTF-8 (undecodable byte or lone surrogate U+{ord(char):04X} at position "
+                f"{position}); rename the directory or pass a path whose names are UTF-8"
+            )
 
 
 def _reject_traversal(raw: str) -> None:
