@@ -74,7 +74,7 @@ def rotate_token(settings: Settings) -> HttpToken:
     """Replace the stored token with a new one (running servers keep the old one until restarted)."""
     path = token_path(settings)
     token = secrets.token_urlsafe(32)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.parent.mkdir(parents=True, exist_ok=True)  # not 0700: the postgres user (root runs) must enter it
     tmp = path.with_name(f".{TOKEN_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
     _write_private(tmp, token)
     os.replace(tmp, path)
@@ -93,7 +93,7 @@ def _write_private(path: Path, token: str) -> None:
 
 def _create_token_file(path: Path, token: str) -> bool:
     """Create `path` holding `token`, atomically (written aside, then linked); False if it exists."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.parent.mkdir(parents=True, exist_ok=True)  # not 0700: the postgres user (root runs) must enter it
     tmp = path.with_name(f".{TOKEN_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
     _write_private(tmp, token)
     try:
