@@ -14,6 +14,7 @@ import asyncpg
 
 from listener import Notifier
 from server.db.cluster import Cluster
+from server.db.keeper import EmbeddedKeeper
 from server.db.registry import Project, Registry
 from server.embeddings import Embedder, EmbeddingError, create_embedder
 from server.indexer.pipeline import IndexResult, ProgressCallback, index_repository
@@ -60,6 +61,7 @@ class App:
         self._resolver: ProjectResolver | None = None
         self.notifier = Notifier(connect=_listen_connection)
         self.worker: Worker | None = None
+        self.keeper: EmbeddedKeeper | None = None
 
     @property
     def cluster(self) -> Cluster:
@@ -87,6 +89,9 @@ class App:
     async def start(self, *, workers: bool | None = None) -> None:
         self.notifier = Notifier(connect=_listen_connection)  # a fresh one: start() may follow close()
         self._cluster = await asyncio.to_thread(Cluster.from_settings, self.settings)  # may start PostgreSQL
+        if self._cluster.embedded is not None:  # `db stop` sees us; a stopped server is started again
+            self.keeper = EmbeddedKeeper(self._cluster.embedded, on_restart=self._cluster.expire_connections)
+            self.keeper.start()
         dimension = await self._embedding_dimension()
         self._registry = Registry(self._cluster, embedder_name=self.embedder.name, embedding_dim=dimension)
         await self._registry.ensure_ready()
@@ -121,8 +126,10 @@ class App:
             await self.worker.stop()
             self.worker = None
         await self.notifier.close()
-        if self._cluster is not None:
-            await self._cluster.close()
+        self._cluster = await asyncio.to_thread(Cluster.from_settings, self.settings)  # may start PostgreSQL
+        if self._cluster.embedded is not None:  # `db stop` sees us; a stopped server is started again
+            self.keeper = EmbeddedKeeper(self._cluster.embedded, on_restart=self._cluster.expire_connections)
+            self.keeper.start()
         if self._owns_embedder:
             await self.embedder.aclose()
 

@@ -208,11 +208,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _db(args: argparse.Namespace, settings: Settings) -> int:
     if args.db_command == "stop":
-        from server.db.embedded import EmbeddedPostgres
-
-        stopped = EmbeddedPostgres(settings.data_dir, port=settings.embedded_pg_port).stop()
-        print("stopped" if stopped else "not running")
-        return 0
+        return _db_stop(settings, force=args.force)
     from server.app import App
 
     app = App(settings)
@@ -229,6 +225,36 @@ async def _db(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     finally:
         await app.close()
+
+
+def _db_stop(settings: Settings, *, force: bool) -> int:
+    import os
+
+    from server.db.embedded import EmbeddedPostgres
+    from server.db.keeper import active_users
+
+    if settings.database_url:
+        print("DATABASE_URL is set: there is no embedded PostgreSQL to stop", file=sys.stderr)
+        return 2
+    embedded = EmbeddedPostgres(settings.data_dir, port=settings.embedded_pg_port)
+    if embedded.running() is None:
+        print("not running")
+        return 0
+    users = active_users(embedded.data_dir, exclude_pid=os.getpid())
+    if users:
+        listed = "\n".join(f"  pid {u.pid}: {u.command}" for u in users)
+        if not force:
+            print(
+                f"warning: {len(users)} codebase-mcp process(es) use this embedded PostgreSQL:\n{listed}\n"
+                "Stopping it under them fails their requests until they start it again (they do so within "
+                "seconds). Stop them first, or pass --force.",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"warning: stopping it under {len(users)} running process(es); they will start it again", file=sys.stderr)
+    stopped = embedded.stop()
+    print("stopped" if stopped else "not running")
+    return 0
 
 
 def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
@@ -283,7 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     down = db_sub.add_parser("downgrade", help="downgrade every project database to REV")
     down.add_argument("revision")
     db_sub.add_parser("list", help="list project databases")
-    db_sub.add_parser("stop", help="stop the embedded PostgreSQL")
+    stop = db_sub.add_parser("stop", help="stop the embedded PostgreSQL (refused while codebase-mcp processes use it)")
+    stop.add_argument("--force", action="store_true", help="stop it even though processes use it")
     db.set_defaults(func=cmd_db)
     return parser
 

@@ -47,16 +47,20 @@ class Cluster:
         self._max = max_size
         self._pools: dict[str, asyncpg.Pool] = {}
         self._lock = asyncio.Lock()
+        self.embedded: EmbeddedPostgres | None = None  # set when we run on the embedded server
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Cluster:
+        embedded = None
         if settings.database_url:
             server_dsn = settings.database_url
         else:
-            running = EmbeddedPostgres(settings.data_dir, port=settings.embedded_pg_port).ensure_running()
-            server_dsn = running.dsn("postgres")
+            embedded = EmbeddedPostgres(settings.data_dir, port=settings.embedded_pg_port)
+            server_dsn = embedded.ensure_running().dsn("postgres")
         registry_dsn = settings.registry_database_url or with_database(server_dsn, REGISTRY_DATABASE)
-        return cls(server_dsn, registry_dsn, min_size=settings.pool_min_size, max_size=settings.pool_max_size)
+        cluster = cls(server_dsn, registry_dsn, min_size=settings.pool_min_size, max_size=settings.pool_max_size)
+        cluster.embedded = embedded
+        return cluster
 
     def dsn_for(self, database: str) -> str:
         return with_database(self.server_dsn, database)
@@ -88,6 +92,11 @@ class Cluster:
     async def connect(self, database: str) -> asyncpg.Connection:
         """A dedicated, unpooled connection (for LISTEN and session advisory locks)."""
         return await asyncpg.connect(self.dsn_for(database))
+
+    async def expire_connections(self) -> None:
+        """After a server restart: every pooled connection is replaced on its next use."""
+        for pool in list(self._pools.values()):
+            await pool.expire_connections()
 
     async def drop_pool(self, database: str) -> None:
         pool = self._pools.pop(database, None)

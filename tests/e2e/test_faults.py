@@ -7,6 +7,7 @@ PostgreSQL restarts, a flood of projects) are in bench/faults.py.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -172,3 +173,54 @@ def test_lifeline_ends_workers_of_a_killed_owner(tmp_path: Path, mode: str) -> N
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(owner.pid, signal.SIGKILL)
+
+
+def _postmaster_pid(data_dir: Path) -> int | None:
+    try:
+        lines = (data_dir / "pg18" / "postmaster.pid").read_text().splitlines()
+    except FileNotFoundError:
+        return None
+    return int(lines[0]) if len(lines) > 7 and lines[7].strip() == "ready" else None
+
+
+async def test_db_stop_under_a_server_is_refused_and_forced_stop_heals(
+    processes: Processes, tmp_path: Path, e2e_env: dict[str, str]
+) -> None:
+    data_dir = tmp_path / "data"
+    env = {k: v for k, v in e2e_env.items() if k not in ("DATABASE_URL", "REGISTRY_DATABASE_URL")}
+    env["CODEBASE_MCP_DATA_DIR"] = str(data_dir)
+    server = await processes.http_server(env=env)
+    first_pid = _postmaster_pid(data_dir)
+    assert first_pid is not None
+
+    def db_stop(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "server.cli", "db", "stop", *extra],
+            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+    refused = await asyncio.to_thread(db_stop)
+    assert refused.returncode == 1, refused
+    assert f"pid {server.proc.pid}" in refused.stderr and "--force" in refused.stderr
+    assert _postmaster_pid(data_dir) == first_pid  # untouched
+
+    forced = await asyncio.to_thread(db_stop, "--force")
+    assert forced.returncode == 0 and forced.stdout.strip() == "stopped", forced
+
+    async def restarted() -> int | None:
+        pid = _postmaster_pid(data_dir)
+        return pid if pid is not None and pid != first_pid else None
+
+    await wait_for(restarted, within=30, interval=0.2)
+    # Pools and listeners recover: a job runs and its end is pushed to the watcher.
+    async with server.client() as client:
+        job = await start_job(client, make_python_repo(tmp_path / "repo", 3), f"e2e-{uuid.uuid4().hex[:8]}")
+        watched = await client.call_tool("watch_indexing", {"job_id": job.job_id}, timeout=JOB_TIMEOUT)
+        assert watched.structured_content["status"] == "completed", watched.structured_content
+    async with server.http(timeout=30) as http:
+        assert (await http.get("/web/api/projects")).status_code == 200
+    assert "starting it again" in server.proc.log()
+
+    server.proc.kill()  # SIGKILL: its entry goes stale, `db stop` no longer refuses
+    after = await asyncio.to_thread(db_stop)
+    assert after.returncode == 0 and after.stdout.strip() == "stopped", after
