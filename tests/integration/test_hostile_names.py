@@ -62,7 +62,7 @@ async def test_hostile_names_index_and_read_back(app: App, tmp_path: Path, proje
     for raw, shown in NAMES.items():
         assert os.fsencode(unescape_name(shown)) == raw
 
-    search = CodeSearch(app)
+    search = CodeSearch.from_app(app)
     for i, shown in enumerate(NAMES.values()):
         response = await search.search(
             SearchRequest(query=f"hostile_fn_{i}", project_id=project_id, limit=3, context_lines=1)

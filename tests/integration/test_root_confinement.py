@@ -144,5 +144,5 @@ async def test_foreground_paths_are_confined_when_they_start(
     result = await app.index(project, inner)
     assert result.files_indexed == 3
     assert app.cluster is not None
-    hits = await CodeSearch(app).search(SearchRequest(query="load_settings_1", project_id=project_id))
+    hits = await CodeSearch.from_app(app).search(SearchRequest(query="load_settings_1", project_id=project_id))
     assert hits.results and hits.results[0].context_source == "file"
