@@ -18,6 +18,8 @@ from server.db.keeper import EmbeddedKeeper
 from server.db.registry import Project, Registry
 from server.embeddings import Embedder, EmbeddingError, create_embedder
 from server.indexer.pipeline import IndexResult, ProgressCallback, index_repository
+from server.jobs import queries
+from server.jobs.models import IndexingJobCreate, JobRow
 from server.jobs.paths import RepoPathError, confirm_root
 from server.jobs.worker import JobRun, Worker
 from server.projects import ProjectResolver
@@ -87,13 +89,21 @@ class App:
         return await self.cluster.pool(project.database_name)
 
     async def start(self, *, workers: bool | None = None) -> None:
-        self.notifier = Notifier(connect=_listen_connection)  # a fresh one: start() may follow close()
         self._cluster = await asyncio.to_thread(Cluster.from_settings, self.settings)  # may start PostgreSQL
-        if self._cluster.embedded is not None:  # `db stop` sees us; a stopped server is started again
-            self.keeper = EmbeddedKeeper(self._cluster.embedded, on_restart=self._cluster.expire_connections)
+        cluster = self._cluster
+
+        async def listen_connection(dsn: str) -> asyncpg.Connection:  # within the process's budget
+            return await cluster.connect_dsn(dsn, application_name="codebase-mcp-listener")
+
+        self.notifier = Notifier(connect=listen_connection)  # a fresh one: start() may follow close()
+        if cluster.embedded is not None:  # `db stop` sees us; a stopped server is started again
+            self.keeper = EmbeddedKeeper(cluster.embedded, on_restart=cluster.expire_connections)
             self.keeper.start()
         dimension = await self._embedding_dimension()
-        self._registry = Registry(self._cluster, embedder_name=self.embedder.name, embedding_dim=dimension)
+        self._registry = Registry(
+            cluster, embedder_name=self.embedder.name, embedding_dim=dimension,
+            max_projects=self.settings.max_projects,
+        )  # fmt: skip
         await self._registry.ensure_ready()
         self._resolver = ProjectResolver(
             self._registry,
@@ -168,6 +178,18 @@ class App:
                 f"{exc} (it changed while it was being indexed; files reached through the new path were not read)"
             ) from None
         return result
+
+    async def enqueue(self, project: Project, job: IndexingJobCreate) -> tuple[JobRow, bool]:
+        """Queue a job (or return the repository's active one, `created` False) and tell the workers.
+
+        Workers LISTEN on the registry only: the hint goes there, and to this process's worker.
+        """
+        row, created = await queries.create(await self.pool(project), job)
+        if created:
+            await queries.hint_claimable(await self.cluster.registry_pool(), project.database_name)
+            if self.worker is not None:
+                self.worker.wake(project.database_name)
+        return row, created
 
     async def run_job(self, run: JobRun) -> IndexResult:
         return await self.index(

@@ -30,12 +30,15 @@ class Settings(BaseSettings):
         default_factory=_default_data_dir, validation_alias=AliasChoices("CODEBASE_MCP_DATA_DIR", "DATA_DIR")
     )
     embedded_pg_port: int = Field(default=0, ge=0, le=65535, description="0: Unix socket only.")
-    pool_min_size: int = Field(default=1, ge=0)
+    pool_min_size: int = Field(default=0, ge=0)
     pool_max_size: int = Field(default=8, ge=1)
+    pool_idle_seconds: float = Field(default=10.0, gt=0, description="Idle pooled connections close after this.")
+    max_db_connections: int = Field(default=40, ge=4, description="PostgreSQL connections per process, at most.")
 
     # --- projects ---
     default_project: str = "default"
     auto_create_projects: bool = True
+    max_projects: int = Field(default=1000, ge=1, description="Projects (databases) the registry may hold.")
 
     # --- embeddings ---
     embedding_provider: Literal["local", "ollama", "openai"] = "local"

@@ -224,3 +224,54 @@ async def test_db_stop_under_a_server_is_refused_and_forced_stop_heals(
     server.proc.kill()  # SIGKILL: its entry goes stale, `db stop` no longer refuses
     after = await asyncio.to_thread(db_stop)
     assert after.returncode == 0 and after.stdout.strip() == "stopped", after
+
+
+OUR_CONNECTIONS = """
+SELECT count(*) FROM pg_stat_activity
+WHERE application_name LIKE 'codebase-mcp%' AND (datname = $1 OR datname = ANY($2::text[]))
+"""
+
+
+async def test_a_flood_of_projects_leaves_few_connections_held(
+    processes: Processes, tmp_path: Path, e2e_env: dict[str, str], connect_db: Connect, registry_db: str
+) -> None:
+    """`serve --no-workers` + 2 workers, 40 projects with a job each, then idle: connections do not
+    grow with projects (they were ~2 per project and process, and the 48th project failed)."""
+    env = {**e2e_env, "POOL_IDLE_SECONDS": "1", "MAX_CONCURRENT_INDEXING_JOBS": "2"}
+    queue = await processes.http_server("--no-workers", env=env)
+    await asyncio.gather(processes.worker(env), processes.worker(env))
+    repo = make_python_repo(tmp_path / "tiny", 1)
+    jobs = []
+    async with queue.client() as client:
+        for i in range(40):
+            jobs.append(await start_job(client, repo, f"e2e-flood-{i:02d}-{uuid.uuid4().hex[:6]}"))
+    admin = await connect_db("postgres")
+    databases = [j.database_name for j in jobs]
+
+    async def all_completed() -> bool:
+        statuses = []
+        for job in jobs:
+            db = await connect_db(job.database_name)
+            statuses.append(await db.fetchval("SELECT status FROM indexing_jobs WHERE id = $1", uuid.UUID(job.job_id)))
+            await db.close()
+        assert "failed" not in statuses, statuses
+        return all(s == "completed" for s in statuses)
+
+    await wait_for(all_completed, within=JOB_TIMEOUT * 2, interval=1.0)
+
+    async def settled() -> int | None:
+        held: int = await admin.fetchval(OUR_CONNECTIONS, registry_db, databases)
+        return held if held <= 8 else None
+
+    try:
+        held = await wait_for(settled, within=30, interval=0.5)
+    except TimeoutError:
+        rows = await admin.fetch(
+            "SELECT datname, application_name, count(*) FROM pg_stat_activity WHERE application_name LIKE "
+            "'codebase-mcp%' AND (datname = $1 OR datname = ANY($2::text[])) GROUP BY 1, 2",
+            registry_db, databases,
+        )  # fmt: skip
+        raise AssertionError(f"connections still held after 30 s idle: {[tuple(r) for r in rows]}") from None
+    assert held <= 8  # 2 workers: a LISTEN link and a spare slot connection each, on the registry
+    for proc in processes.started:
+        assert "too many clients" not in proc.log()

@@ -14,9 +14,11 @@ import asyncpg
 import pytest
 
 from server.app import App
+from server.embeddings import Embedder
 from server.indexer.progress import Progress
 from server.jobs import queries
 from server.jobs.models import JOB_COLUMNS, IndexingJobCreate, IndexingJobProgress, JobRow
+from server.settings import Settings
 from tests.repos import make_python_repo
 
 pytestmark = pytest.mark.integration
@@ -160,7 +162,8 @@ async def test_progress_never_goes_backwards(app: App, project_id: str, tmp_path
 async def test_missed_notify_still_cancels_through_the_heartbeat(app: App, tmp_path: Path, project_id: str) -> None:
     pool = await _pool(app, project_id)
     repo = make_python_repo(tmp_path / "repo", 300)
-    row, _ = await queries.create(pool, IndexingJobCreate(repo_path=str(repo), repo_name="repo", project_id=project_id))
+    project = (await app.resolver.resolve(project_id, None)).project
+    row, _ = await app.enqueue(project, IndexingJobCreate(repo_path=str(repo), repo_name="repo", project_id=project_id))
     await _wait_status(pool, row.id, "running")
     assert app.worker is not None
     task = await _running_task(app, row.id)
@@ -177,13 +180,28 @@ async def test_missed_notify_still_cancels_through_the_heartbeat(app: App, tmp_p
     assert final is not None and final.status == "cancelled"
 
 
-async def test_back_to_back_jobs_start_by_notify_not_by_poll(app: App, tmp_path: Path, project_id: str) -> None:
+async def test_back_to_back_jobs_start_by_notify_not_by_poll(
+    settings: Settings, local_embedder: Embedder, tmp_path: Path, project_id: str
+) -> None:
+    # Neither the safety-net sweep nor a rescue may be what starts jobs here: only the enqueue hint.
+    quiet = settings.model_copy(update={"worker_poll_interval_seconds": 120, "stale_job_seconds": 240})
+    app = App(quiet, embedder=local_embedder)
+    await app.start()
+    try:
+        await _back_to_back(app, tmp_path, project_id)
+    finally:
+        await app.close()
+
+
+async def _back_to_back(app: App, tmp_path: Path, project_id: str) -> None:
     pool = await _pool(app, project_id)
-    app.settings.worker_poll_interval_seconds = 120  # the safety-net poll must not be what starts jobs
+    project = (await app.resolver.resolve(project_id, None)).project
+    assert app.worker is not None
+    sweeps = app.worker.sweeps
     repo = make_python_repo(tmp_path / "repo", 200)
     for _ in range(4):
-        row, created = await queries.create(
-            pool, IndexingJobCreate(repo_path=str(repo), repo_name="repo", project_id=project_id)
+        row, created = await app.enqueue(
+            project, IndexingJobCreate(repo_path=str(repo), repo_name="repo", project_id=project_id)
         )
         assert created
         await _wait_status(pool, row.id, "running", within=5)
@@ -194,6 +212,7 @@ async def test_back_to_back_jobs_start_by_notify_not_by_poll(app: App, tmp_path:
         while row.id in app.worker.running:
             assert time.monotonic() < deadline
             await asyncio.sleep(0.02)
+    assert app.worker.sweeps == sweeps  # no sweep ran meanwhile: the hints did it all
 
 
 async def test_claim_records_the_backend_pid_and_the_task_name(app: App, tmp_path: Path, project_id: str) -> None:
@@ -223,7 +242,7 @@ async def test_running_job_names_its_task_and_its_connection(app: App, tmp_path:
     pool = await _pool(app, project_id)
     project = await app.registry.require(project_id)
     repo = make_python_repo(tmp_path / "repo", 200)
-    job, _ = await queries.create(pool, IndexingJobCreate(repo_path=str(repo), repo_name="repo", project_id=project_id))
+    job, _ = await app.enqueue(project, IndexingJobCreate(repo_path=str(repo), repo_name="repo", project_id=project_id))
     row = await _wait_status(pool, job.id, "running")
     assert app.worker is not None
     assert row.worker_id == app.worker.worker_id
@@ -240,7 +259,8 @@ async def test_running_job_names_its_task_and_its_connection(app: App, tmp_path:
 async def test_graceful_stop_gives_running_jobs_back_to_the_queue(app: App, tmp_path: Path, project_id: str) -> None:
     pool = await _pool(app, project_id)
     repo = make_python_repo(tmp_path / "repo", 200)
-    job, _ = await queries.create(pool, IndexingJobCreate(repo_path=str(repo), repo_name="repo", project_id=project_id))
+    project = await app.registry.require(project_id)
+    job, _ = await app.enqueue(project, IndexingJobCreate(repo_path=str(repo), repo_name="repo", project_id=project_id))
     await _wait_status(pool, job.id, "running")
     assert app.worker is not None
     worker_id = app.worker.worker_id
