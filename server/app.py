@@ -109,6 +109,7 @@ class App:
             self._registry,
             default_project=self.settings.default_project,
             auto_create=self.settings.auto_create_projects,
+            allowed_roots=self.settings.allowed_roots,
         )
         if workers if workers is not None else self.settings.run_workers_in_server:
             await self.start_worker()
