@@ -275,6 +275,8 @@ class Worker:
                 log.info("job %s cancelled; worker stopped", job_id)
                 return
             await queries.requeue(pool, job_id, self.worker_id, f"Re-queued: worker {self.worker_id} shut down")
+            with contextlib.suppress(*_DB_ERRORS):  # another worker may take it at once (else: the sweep)
+                await queries.hint_claimable(await self.cluster.registry_pool(), db)
             raise
         finally:
             for w in watchers:
