@@ -7,7 +7,8 @@ Scenarios (each prints one line per round and a summary; exit status 1 if anythi
               then idle: PostgreSQL connections held, total and per process kind (target: < 50).
   kill        kill -9 of the server mid-job at a random moment, --rounds times: no process of its
               group survives, and the restarted server finishes the job.
-  pg-restart  `pg_ctl restart -m immediate` mid-job, --rounds times: the job still completes.
+  pg-restart  `pg_ctl stop -m immediate` mid-job (the server's keeper starts PostgreSQL again),
+              --rounds times: the job still completes.
   listener    pg_terminate_backend on every LISTEN connection mid-job, --rounds times: watch_indexing
               still returns the end.
   swap        ALLOWED_ROOTS=root; root/swap becomes a symlink to an outside tree at a random moment of
@@ -240,12 +241,18 @@ async def pg_restart(b: Bench, admin: str, rounds: int, embedded: EmbeddedPostgr
         await asyncio.sleep(random.uniform(0.5, 4.0))
         running = embedded.running()
         assert running is not None
+        # A crash-like stop; the server's keeper (server/db/keeper.py) starts it again by itself.
         await asyncio.to_thread(
             subprocess.run,
-            [str(_bin_dir() / "pg_ctl"), "-D", str(embedded.pgdata), "-m", "immediate", "-w", "restart",
-             "-o", f"-p {running.port} -k {running.socket_dir} -h '127.0.0.1'"],
+            [str(_bin_dir() / "pg_ctl"), "-D", str(embedded.pgdata), "-m", "immediate", "-w", "stop"],
             user="pgserver" if os.geteuid() == 0 else None, check=True, capture_output=True, timeout=120,
         )  # fmt: skip
+
+        async def back(old: int = running.pid) -> bool:
+            now = embedded.running()
+            return now is not None and now.pid != old
+
+        await wait_for(back, 60)
         row = await wait_final(admin, job["database_name"], job["job_id"])
         ok = row["status"] == "completed"
         held += ok
