@@ -23,6 +23,7 @@ from typing import Literal
 
 from fastmcp.server.auth import AccessToken, TokenVerifier
 
+from server.errors import UserError
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ _MIN_LENGTH = 16
 TokenSource = Literal["setting", "file", "generated"]
 
 
-class TokenFileError(RuntimeError):
+class TokenFileError(UserError, RuntimeError):
     """The token file exists but cannot be trusted or read."""
 
 

@@ -15,10 +15,12 @@ from typing import Any
 
 import asyncpg
 
+from server.errors import UserError
+
 log = logging.getLogger(__name__)
 
 
-class ConnectionLimitError(RuntimeError):
+class ConnectionLimitError(UserError, RuntimeError):
     """A connection limit (this process's, or the server's max_connections) was reached."""
 
 

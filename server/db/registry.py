@@ -28,7 +28,7 @@ class EmbedderMismatchError(UserError, RuntimeError):
     pass
 
 
-class ProjectLimitError(RuntimeError):
+class ProjectLimitError(UserError, RuntimeError):
     """MAX_PROJECTS reached: no new project database is created."""
 
 
