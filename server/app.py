@@ -137,10 +137,11 @@ class App:
             await self.worker.stop()
             self.worker = None
         await self.notifier.close()
-        self._cluster = await asyncio.to_thread(Cluster.from_settings, self.settings)  # may start PostgreSQL
-        if self._cluster.embedded is not None:  # `db stop` sees us; a stopped server is started again
-            self.keeper = EmbeddedKeeper(self._cluster.embedded, on_restart=self._cluster.expire_connections)
-            self.keeper.start()
+        if self.keeper is not None:
+            await self.keeper.close()
+            self.keeper = None
+        if self._cluster is not None:
+            await self._cluster.close()
         if self._owns_embedder:
             await self.embedder.aclose()
 

@@ -75,6 +75,7 @@ class Cluster:
         self._last_reap = time.monotonic()
         self._reaping: asyncio.Task[list[str]] | None = None
         self._lock = asyncio.Lock()
+        self._probes: set[asyncpg.Connection] = set()
         self.embedded: EmbeddedPostgres | None = None  # set when we run on the embedded server
 
     @classmethod
@@ -143,10 +144,16 @@ class Cluster:
         For sweeps over every project: a pool per visited database would linger for idle_seconds.
         """
         conn = await self.connect(database, application_name="codebase-mcp-sweep")
+        self._probes.add(conn)
         try:
             yield conn
         finally:
-            await conn.close()
+            self._probes.discard(conn)
+            try:
+                await asyncio.wait_for(conn.close(), timeout=5)
+            except BaseException:
+                conn.terminate()  # cancelled or stuck: never leave it open
+                raise
 
     def open_pools(self) -> dict[str, int]:
         """Database → connections its pool holds now (for health and benchmarks)."""
@@ -186,6 +193,9 @@ class Cluster:
             await pool.close()
 
     async def close(self) -> None:
+        for conn in list(self._probes):  # a sweep cut short by shutdown
+            conn.terminate()
+        self._probes.clear()
         if self._reaping is not None:
             await asyncio.gather(self._reaping, return_exceptions=True)
         pools, self._pools = list(self._pools.values()), {}

@@ -41,11 +41,11 @@ async def confined(settings: Settings, local_embedder: Embedder, tmp_path: Path)
         ("/etc", "outside the allowed roots"),
         ("/proc/self/root/ROOT/work", "under /proc"),
         ("/proc/self/cwd", "under /proc"),
-        ("ROOT/work\x00/x", "NUL byte"),
+        ("ROOT/work\x00/x", "NUL"),
         ("ROOT/work/\nx", "control characters"),
         ("ROOT/" + "a" * 10_000, "directory"),
         ("relative/path", "must be absolute"),
-        ("   ", "must not be empty"),
+        ("   ", "must be absolute|must not be empty"),
         ("ROOT/missing", "does not exist"),
     ],
 )

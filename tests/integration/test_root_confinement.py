@@ -18,6 +18,7 @@ from server.app import App
 from server.embeddings import Embedder
 from server.indexer.pipeline import Progress
 from server.jobs import queries
+from server.jobs.models import TERMINAL_STATUSES, JobRow
 from server.jobs.paths import RepoPathError
 from server.mcp.models import StartIndexingResult
 from server.mcp.server import build_server
@@ -56,14 +57,14 @@ async def confined_app(settings: Settings, local_embedder: Embedder, tmp_path: P
     await application.close()
 
 
-async def _wait_terminal(pool: asyncpg.Pool, job_id: uuid.UUID, within: float = 60) -> asyncpg.Record:
+async def _wait_terminal(pool: asyncpg.Pool, job_id: uuid.UUID, within: float = 60) -> JobRow:
     deadline = time.monotonic() + within
     while True:
         row = await queries.get(pool, job_id)
         assert row is not None
-        if row["status"] in queries.TERMINAL:
+        if row.status in TERMINAL_STATUSES:
             return row
-        assert time.monotonic() < deadline, row["progress_message"]
+        assert time.monotonic() < deadline, row.progress_message
         await asyncio.sleep(0.05)
 
 
@@ -92,9 +93,9 @@ async def test_directory_swapped_for_a_symlink_after_queueing_fails_the_job(
         assert app.cluster is not None
         pool = await app.cluster.pool(started.database_name)
         row = await _wait_terminal(pool, uuid.UUID(started.job_id))
-        assert row["status"] == "failed"
-        assert row["error_type"] == "RepoPathError"
-        assert "escapes the allowed roots" in row["error_message"], row["error_message"]
+        assert row.status == "failed"
+        assert row.error_type == "RepoPathError"
+        assert "escapes the allowed roots" in row.error_message, row.error_message
         assert await _outside_chunks(pool) == 0
         assert await pool.fetchval("SELECT count(*) FROM files") == 0
         with pytest.raises(ToolError, match="no indexed code yet"):
