@@ -126,12 +126,15 @@ class OurSide:
     repo: Path
     project_id: str
     marks: Marks
+    database: str = ""  # the project database's name
     direct: bool = False  # True: queries.create / request_cancel instead of MCP tool calls
 
     async def _start(self) -> str:
         if self.direct:
             job = IndexingJobCreate(repo_path=str(self.repo), repo_name=self.repo.name, project_id=self.project_id)
             row, _ = await queries.create(self.pool, job)
+            registry = await self.worker_app.cluster.registry_pool()
+            await queries.hint_claimable(registry, self.database)  # workers LISTEN on the registry only
             return str(row.id)
         args = {"repo_path": str(self.repo), "project_id": self.project_id}
         result = await self.client.call_tool("start_indexing_background", args)
@@ -227,7 +230,7 @@ async def our_side(
         project = await serving.registry.get_or_create(f"bench-{slug}")
         pool = await serving.cluster.pool(project.database_name)
         async with Client(build_server(serving, manage_app=False)) as client:
-            yield OurSide(name, client, worker_app, pool, repo, project.id, marks)
+            yield OurSide(name, client, worker_app, pool, repo, project.id, marks, project.database_name)
     finally:
         if worker_app is not serving:
             await worker_app.close()

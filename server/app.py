@@ -14,9 +14,13 @@ import asyncpg
 
 from listener import Notifier
 from server.db.cluster import Cluster
+from server.db.keeper import EmbeddedKeeper
 from server.db.registry import Project, Registry
 from server.embeddings import Embedder, EmbeddingError, StaticEmbedder, create_embedder
 from server.indexer.pipeline import IndexResult, ProgressCallback, index_repository
+from server.jobs import queries
+from server.jobs.models import IndexingJobCreate, JobRow
+from server.jobs.paths import RepoPathError, confirm_root
 from server.jobs.worker import JobRun, Worker
 from server.projects import ProjectResolver
 from server.settings import Settings
@@ -60,6 +64,7 @@ class App:
         self._resolver: ProjectResolver | None = None
         self.notifier = Notifier(connect=_listen_connection)
         self.worker: Worker | None = None
+        self.keeper: EmbeddedKeeper | None = None
 
     @property
     def cluster(self) -> Cluster:
@@ -85,15 +90,27 @@ class App:
         return await self.cluster.pool(project.database_name)
 
     async def start(self, *, workers: bool | None = None) -> None:
-        self.notifier = Notifier(connect=_listen_connection)  # a fresh one: start() may follow close()
         self._cluster = await asyncio.to_thread(Cluster.from_settings, self.settings)  # may start PostgreSQL
+        cluster = self._cluster
+
+        async def listen_connection(dsn: str) -> asyncpg.Connection:  # within the process's budget
+            return await cluster.connect_dsn(dsn, application_name="codebase-mcp-listener")
+
+        self.notifier = Notifier(connect=listen_connection)  # a fresh one: start() may follow close()
+        if cluster.embedded is not None:  # `db stop` sees us; a stopped server is started again
+            self.keeper = EmbeddedKeeper(cluster.embedded, on_restart=cluster.expire_connections)
+            self.keeper.start()
         dimension = await self._embedding_dimension()
-        self._registry = Registry(self._cluster, embedder_name=self.embedder.name, embedding_dim=dimension)
+        self._registry = Registry(
+            cluster, embedder_name=self.embedder.name, embedding_dim=dimension,
+            max_projects=self.settings.max_projects,
+        )  # fmt: skip
         await self._registry.ensure_ready()
         self._resolver = ProjectResolver(
             self._registry,
             default_project=self.settings.default_project,
             auto_create=self.settings.auto_create_projects,
+            allowed_roots=self.settings.allowed_roots,
         )
         if workers if workers is not None else self.settings.run_workers_in_server:
             await self.start_worker()
@@ -121,6 +138,9 @@ class App:
             await self.worker.stop()
             self.worker = None
         await self.notifier.close()
+        if self.keeper is not None:
+            await self.keeper.close()
+            self.keeper = None
         if self._cluster is not None:
             await self._cluster.close()
         if self._owns_embedder:
@@ -135,10 +155,16 @@ class App:
         force_reindex: bool = False,
         progress: ProgressCallback | None = None,
     ) -> IndexResult:
-        """Index in the foreground (CLI, the `index_repository` tool, and every job)."""
+        """Index in the foreground (CLI, the `index_repository` tool, and every job).
+
+        The path is confined again here, when the work starts, whenever it was validated
+        (`confirm_root`), and once more at the end: a root swapped for a symlink fails the run.
+        """
+        roots = self.settings.allowed_roots
+        repo_path = await asyncio.to_thread(confirm_root, repo_path, allowed_roots=roots)
         await self.registry.check_embedder(project)
         pool = await self.pool(project)
-        return await index_repository(
+        result = await index_repository(
             repo_path,
             name or repo_path.name,
             pool,
@@ -149,6 +175,25 @@ class App:
             static_tier=self.static_embedder is not None,
             max_repo_bytes=int(self.settings.max_repo_size_gb * 1e9),
         )
+        try:
+            await asyncio.to_thread(confirm_root, repo_path, allowed_roots=roots)
+        except RepoPathError as exc:
+            raise RepoPathError(
+                f"{exc} (it changed while it was being indexed; files reached through the new path were not read)"
+            ) from None
+        return result
+
+    async def enqueue(self, project: Project, job: IndexingJobCreate) -> tuple[JobRow, bool]:
+        """Queue a job (or return the repository's active one, `created` False) and tell the workers.
+
+        Workers LISTEN on the registry only: the hint goes there, and to this process's worker.
+        """
+        row, created = await queries.create(await self.pool(project), job)
+        if created:
+            await queries.hint_claimable(await self.cluster.registry_pool(), project.database_name)
+            if self.worker is not None:
+                self.worker.wake(project.database_name)
+        return row, created
 
     async def run_job(self, run: JobRun) -> IndexResult:
         return await self.index(

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import logging
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from server.errors import UserError
 from server.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from server.http_auth import HttpToken
 
 
 def _setup_logging(settings: Settings) -> None:
@@ -28,27 +33,87 @@ def _setup_logging(settings: Settings) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
+def _url_host(host: str) -> str:
+    if host in ("", "0.0.0.0", "::"):
+        return "127.0.0.1"  # listening everywhere: loopback reaches it too
+    return f"[{host}]" if ":" in host else host
+
+
+def _print_http_banner(host: str, port: int, token: HttpToken) -> None:
+    base = f"http://{_url_host(host)}:{port}"
+    shown = token.value if token.source != "setting" else "<HTTP_AUTH_TOKEN>"
+    where = f" (kept in {token.path})" if token.path else " (from HTTP_AUTH_TOKEN)"
+    lines = [
+        f"codebase-mcp: MCP endpoint {base}/mcp needs the header 'Authorization: Bearer <token>'",
+        f"codebase-mcp: access token{where}: {shown}",
+        f"codebase-mcp: jobs page {base}/web/#token={shown}",
+    ]
+    print("\n".join(lines), file=sys.stderr, flush=True)
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from server.app import App
+    from server.http_auth import TokenFileError, load_or_create_token
+    from server.http_guard import HostPolicy
     from server.mcp.server import build_server
 
     if args.no_workers:
         settings.run_workers_in_server = False
+    host = args.host or settings.http_host
+    port = args.port if args.port is not None else settings.http_port
+    token: HttpToken | None = None
+    if args.transport == "http":
+        try:  # before anything starts: a bad token file or allow-list stops here
+            token = load_or_create_token(settings)
+            HostPolicy.build(port or 1, settings.http_allowed_hosts, settings.http_allowed_origins)
+        except (TokenFileError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     app = App(settings, single_client=args.transport == "stdio")
     mcp = build_server(app)
-    if args.transport == "stdio":
+    if token is None:
         mcp.run()
         return 0
     import uvicorn
 
     from server.http import build_http_app
 
+    if not _is_loopback(host):
+        logging.getLogger(__name__).warning(
+            "listening on %s: reachable from other machines; the bearer token is the only protection and "
+            "travels in clear text without TLS in front",
+            host,
+        )
+    _print_http_banner(host, port, token)
     uvicorn.run(
-        build_http_app(app, mcp),
-        host=args.host or settings.http_host,
-        port=args.port if args.port is not None else settings.http_port,
+        build_http_app(app, mcp, token=token.value, port=port),
+        host=host,
+        port=port,
         log_level=settings.log_level.lower(),
     )
+    return 0
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
+    from server.http_auth import TokenFileError, load_or_create_token, rotate_token
+
+    try:
+        token = rotate_token(settings) if args.rotate else load_or_create_token(settings)
+    except TokenFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.rotate and settings.http_auth_token is not None:
+        print("note: HTTP_AUTH_TOKEN is set and takes precedence over the rotated file", file=sys.stderr)
+    print(token.value)
     return 0
 
 
@@ -143,11 +208,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _db(args: argparse.Namespace, settings: Settings) -> int:
     if args.db_command == "stop":
-        from server.db.embedded import EmbeddedPostgres
-
-        stopped = EmbeddedPostgres(settings.data_dir, port=settings.embedded_pg_port).stop()
-        print("stopped" if stopped else "not running")
-        return 0
+        return _db_stop(settings, force=args.force)
     from server.app import App
 
     app = App(settings)
@@ -166,6 +227,36 @@ async def _db(args: argparse.Namespace, settings: Settings) -> int:
         await app.close()
 
 
+def _db_stop(settings: Settings, *, force: bool) -> int:
+    import os
+
+    from server.db.embedded import EmbeddedPostgres
+    from server.db.keeper import active_users
+
+    if settings.database_url:
+        print("DATABASE_URL is set: there is no embedded PostgreSQL to stop", file=sys.stderr)
+        return 2
+    embedded = EmbeddedPostgres(settings.data_dir, port=settings.embedded_pg_port)
+    if embedded.running() is None:
+        print("not running")
+        return 0
+    users = active_users(embedded.data_dir, exclude_pid=os.getpid())
+    if users:
+        listed = "\n".join(f"  pid {u.pid}: {u.command}" for u in users)
+        if not force:
+            print(
+                f"warning: {len(users)} codebase-mcp process(es) use this embedded PostgreSQL:\n{listed}\n"
+                "Stopping it under them fails their requests until they start it again (they do so within "
+                "seconds). Stop them first, or pass --force.",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"warning: stopping it under {len(users)} running process(es); they will start it again", file=sys.stderr)
+    stopped = embedded.stop()
+    print("stopped" if stopped else "not running")
+    return 0
+
+
 def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(_db(args, settings))
 
@@ -180,6 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.add_argument("--no-workers", action="store_true", help="only queue jobs; standalone workers run them")
     serve.set_defaults(func=cmd_serve)
+
+    token = sub.add_parser("token", help="print the HTTP bearer token (generated and kept in the data dir)")
+    token.add_argument("--rotate", action="store_true", help="replace it (restart HTTP servers afterwards)")
+    token.set_defaults(func=cmd_token)
 
     worker = sub.add_parser("worker", help="run background indexing workers (any number, on any machine)")
     worker.add_argument("--concurrency", type=int)
@@ -214,7 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     down = db_sub.add_parser("downgrade", help="downgrade every project database to REV")
     down.add_argument("revision")
     db_sub.add_parser("list", help="list project databases")
-    db_sub.add_parser("stop", help="stop the embedded PostgreSQL")
+    stop = db_sub.add_parser("stop", help="stop the embedded PostgreSQL (refused while codebase-mcp processes use it)")
+    stop.add_argument("--force", action="store_true", help="stop it even though processes use it")
     db.set_defaults(func=cmd_db)
     return parser
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -38,14 +39,21 @@ class Resolved:
     config_path: Path | None = None
 
 
-def find_config(start: Path) -> Path | None:
-    """Nearest `.codebase-mcp/config.json` at or above `start` (at most 20 levels up)."""
+def find_config(start: Path, *, allowed_roots: Sequence[Path] = ()) -> Path | None:
+    """Nearest `.codebase-mcp/config.json` at or above `start` (at most 20 levels up).
+
+    With `allowed_roots`, the search never goes above the root that holds `start`.
+    """
     current = start.resolve()
+    roots = [root.resolve() for root in allowed_roots]
+    ceiling = next((root for root in roots if current.is_relative_to(root)), None)
+    if roots and ceiling is None:
+        return None
     for _ in range(MAX_UPWARD_LEVELS + 1):
         candidate = current / CONFIG_RELATIVE
-        if candidate.is_file():
+        if candidate.is_file() and not candidate.is_symlink():
             return candidate
-        if current.parent == current:
+        if current.parent == current or current == ceiling:
             return None
         current = current.parent
     return None
@@ -73,8 +81,16 @@ def project_id_from_config(path: Path) -> str:
 
 
 class ProjectResolver:
-    def __init__(self, registry: Registry, *, default_project: str, auto_create: bool = True) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        default_project: str,
+        auto_create: bool = True,
+        allowed_roots: Sequence[Path] = (),
+    ) -> None:
         self.registry = registry
+        self.allowed_roots = list(allowed_roots)
         self.default_project = validate_project_id(default_project)
         self.auto_create = auto_create
         self._working_dirs: dict[str, Path] = {}
@@ -105,11 +121,16 @@ class ProjectResolver:
         """Resolve the project; `create` provisions unknown ids (only for writing operations)."""
         config_path: Path | None = None
         source: Source
-        if explicit is not None and explicit.strip():
+        if explicit is not None and not explicit.strip():
+            raise ProjectConfigError(
+                f"project_id {explicit!r} is blank; pass a project id, or leave project_id out to use the "
+                "session's project (set_working_directory) or the default one"
+            )
+        if explicit is not None:
             project_id, source = validate_project_id(explicit.strip()), "explicit"
         else:
             workdir = self.working_directory(session_key)
-            config_path = find_config(workdir) if workdir else None
+            config_path = find_config(workdir, allowed_roots=self.allowed_roots) if workdir else None
             if config_path is not None:
                 project_id, source = project_id_from_config(config_path), "config"
             else:

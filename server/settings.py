@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import platformdirs
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -30,12 +30,15 @@ class Settings(BaseSettings):
         default_factory=_default_data_dir, validation_alias=AliasChoices("CODEBASE_MCP_DATA_DIR", "DATA_DIR")
     )
     embedded_pg_port: int = Field(default=0, ge=0, le=65535, description="0: Unix socket only.")
-    pool_min_size: int = Field(default=1, ge=0)
+    pool_min_size: int = Field(default=0, ge=0)
     pool_max_size: int = Field(default=8, ge=1)
+    pool_idle_seconds: float = Field(default=10.0, gt=0, description="Idle pooled connections close after this.")
+    max_db_connections: int = Field(default=40, ge=4, description="PostgreSQL connections per process, at most.")
 
     # --- projects ---
     default_project: str = "default"
     auto_create_projects: bool = True
+    max_projects: int = Field(default=1000, ge=1, description="Projects (databases) the registry may hold.")
 
     # --- embeddings ---
     embedding_provider: Literal["local", "ollama", "openai"] = "local"
@@ -78,6 +81,15 @@ class Settings(BaseSettings):
     # --- HTTP ---
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8765, ge=0, le=65535)
+    http_auth_token: SecretStr | None = Field(
+        default=None, description="Bearer token for /mcp and /web/api. Unset: generated once, kept in the data dir."
+    )
+    http_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Host headers accepted besides localhost/127.0.0.1/[::1] on the port."
+    )
+    http_allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Browser origins accepted besides http://localhost etc. on the port."
+    )
 
     log_level: str = "INFO"
     debug: bool = Field(
@@ -90,6 +102,26 @@ class Settings(BaseSettings):
     def _split_roots(cls, value: object) -> object:
         if isinstance(value, str):
             return [p for p in value.split(":") if p]
+        return value
+
+    @field_validator("http_allowed_hosts", "http_allowed_origins", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [p.strip() for p in value.split(",") if p.strip()]
+        return value
+
+    @field_validator("http_auth_token", mode="after")
+    @classmethod
+    def _token_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None  # HTTP_AUTH_TOKEN= (empty) means "generate one"
+        secret = value.get_secret_value()
+        if len(secret) < 16 or not all("!" <= ch <= "~" for ch in secret):
+            raise ValueError(
+                "HTTP_AUTH_TOKEN must be at least 16 visible ASCII characters, no spaces (or unset, to have one "
+                "generated)"
+            )
         return value
 
 

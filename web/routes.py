@@ -1,4 +1,8 @@
-"""Browser routes: a jobs page and Server-Sent-Event streams fed by the listener."""
+"""Browser routes: a jobs page and Server-Sent-Event streams fed by the listener.
+
+The page and its script are public (they hold no data); everything under /web/api requires the
+bearer token or the session cookie (`web/auth.py`), so routes added there are protected too.
+"""
 
 from __future__ import annotations
 
@@ -8,25 +12,39 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from server.app import App
 from server.errors import UserError
+from server.http_auth import StaticTokenVerifier
 from server.jobs import queries
 from server.jobs.models import IndexingJobProgress, JobRow, parse_job_id
+from web.auth import API_PATH, RequireWebAuth, session_endpoint
 
 STATIC = Path(__file__).resolve().parent / "static"
 RESYNC_SECONDS = 15.0
+# The page runs only its own script; nothing is sent elsewhere, nothing may frame it.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-cache",
+}
 
 
-def web_routes(app: App) -> list[BaseRoute]:
+def web_routes(app: App, verifier: StaticTokenVerifier) -> list[BaseRoute]:
     def view(row: JobRow) -> IndexingJobProgress:
         return IndexingJobProgress.from_row(row, include_traceback=app.settings.debug)
 
     async def page(_: Request) -> Response:
-        return FileResponse(STATIC / "index.html", media_type="text/html")
+        return FileResponse(STATIC / "index.html", media_type="text/html", headers=PAGE_HEADERS)
+
+    async def script(_: Request) -> Response:
+        return FileResponse(STATIC / "app.js", media_type="text/javascript", headers=PAGE_HEADERS)
 
     async def projects(_: Request) -> Response:
         return JSONResponse(
@@ -78,9 +96,14 @@ def web_routes(app: App) -> list[BaseRoute]:
 
         return EventSourceResponse(stream(), ping=15)
 
+    api = [
+        Route("/session", session_endpoint(verifier), methods=["POST", "DELETE"]),
+        Route("/projects", projects),
+        Route("/projects/{project}/jobs", jobs),
+        Route("/projects/{project}/jobs/{job_id}/events", job_events),
+    ]
     return [
         Route("/web/", page),
-        Route("/web/api/projects", projects),
-        Route("/web/api/projects/{project}/jobs", jobs),
-        Route("/web/api/projects/{project}/jobs/{job_id}/events", job_events),
+        Route("/web/app.js", script),
+        Mount(API_PATH, routes=api, middleware=[Middleware(RequireWebAuth, verifier=verifier)]),
     ]

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from server.db.budget import ConnectionBudget
 from server.db.embedded import EmbeddedPostgres
 from server.db.names import REGISTRY_DATABASE
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
+
+DEFAULT_MAX_CONNECTIONS = 40
 
 # A connection of our own or one borrowed from a pool: SQL helpers accept either.
 Conn = asyncpg.Connection | PoolConnectionProxy
@@ -38,31 +44,65 @@ async def _init_vector(conn: asyncpg.Connection) -> None:
 
 
 class Cluster:
-    """Where the databases live; hands out one pool per database."""
+    """Where the databases live; hands out one pool per database, within a connection budget.
 
-    def __init__(self, server_dsn: str, registry_dsn: str, *, min_size: int = 1, max_size: int = 8) -> None:
+    Pools keep no idle connection longer than `idle_seconds` (`min_size` is 0 by default), and a
+    pool nobody has used for `close_after` seconds is closed and forgotten: a process serving
+    hundreds of projects holds connections only for the ones in use. Hold a pool reference only
+    across short gaps (or call `pool()` again): a pool unused that long may be closed under you.
+    """
+
+    def __init__(
+        self,
+        server_dsn: str,
+        registry_dsn: str,
+        *,
+        min_size: int = 0,
+        max_size: int = 8,
+        idle_seconds: float = 10.0,
+        close_after: float = 300.0,
+        budget: ConnectionBudget | None = None,
+    ) -> None:
         self.server_dsn = server_dsn  # maintenance database (CREATE DATABASE runs here)
         self.registry_dsn = registry_dsn
         self._min = min_size
         self._max = max_size
+        self.idle_seconds = idle_seconds
+        self.close_after = close_after
+        self.budget = budget or ConnectionBudget(DEFAULT_MAX_CONNECTIONS)
         self._pools: dict[str, asyncpg.Pool] = {}
+        self._last_used: dict[str, float] = {}
+        self._last_reap = time.monotonic()
+        self._reaping: asyncio.Task[list[str]] | None = None
         self._lock = asyncio.Lock()
+        self._probes: set[asyncpg.Connection] = set()
+        self.embedded: EmbeddedPostgres | None = None  # set when we run on the embedded server
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Cluster:
+        embedded = None
         if settings.database_url:
             server_dsn = settings.database_url
         else:
-            running = EmbeddedPostgres(settings.data_dir, port=settings.embedded_pg_port).ensure_running()
-            server_dsn = running.dsn("postgres")
+            embedded = EmbeddedPostgres(settings.data_dir, port=settings.embedded_pg_port)
+            server_dsn = embedded.ensure_running().dsn("postgres")
         registry_dsn = settings.registry_database_url or with_database(server_dsn, REGISTRY_DATABASE)
-        return cls(server_dsn, registry_dsn, min_size=settings.pool_min_size, max_size=settings.pool_max_size)
+        cluster = cls(
+            server_dsn, registry_dsn, min_size=settings.pool_min_size, max_size=settings.pool_max_size,
+            idle_seconds=settings.pool_idle_seconds, budget=ConnectionBudget(settings.max_db_connections),
+        )  # fmt: skip
+        cluster.embedded = embedded
+        return cluster
 
     def dsn_for(self, database: str) -> str:
+        if database == database_of(self.registry_dsn):
+            return self.registry_dsn
         return with_database(self.server_dsn, database)
 
     async def pool(self, database: str, *, vector: bool = True) -> asyncpg.Pool:
         """The pool for `database` (created on first use; `vector` registers the pgvector codec)."""
+        self._last_used[database] = time.monotonic()
+        self._maybe_reap()
         existing = self._pools.get(database)
         if existing is not None:
             return existing
@@ -70,13 +110,18 @@ class Cluster:
             existing = self._pools.get(database)
             if existing is not None:
                 return existing
-            dsn = self.registry_dsn if database == database_of(self.registry_dsn) else self.dsn_for(database)
+
+            async def used(_: object) -> None:  # every acquire: this pool is in use
+                self._last_used[database] = time.monotonic()
+
             pool = await asyncpg.create_pool(
-                dsn,
+                self.dsn_for(database),
                 min_size=self._min,
                 max_size=self._max,
+                connect=self.budget.connect,
+                setup=used,
                 init=_init_vector if vector else None,
-                max_inactive_connection_lifetime=60.0,
+                max_inactive_connection_lifetime=self.idle_seconds,
                 server_settings={"application_name": "codebase-mcp"},
             )
             self._pools[database] = pool
@@ -85,9 +130,62 @@ class Cluster:
     async def registry_pool(self) -> asyncpg.Pool:
         return await self.pool(database_of(self.registry_dsn), vector=False)
 
-    async def connect(self, database: str) -> asyncpg.Connection:
-        """A dedicated, unpooled connection (for LISTEN and session advisory locks)."""
-        return await asyncpg.connect(self.dsn_for(database))
+    async def connect(self, database: str, *, application_name: str = "codebase-mcp") -> asyncpg.Connection:
+        """A dedicated, unpooled connection (for LISTEN and session advisory locks), within the budget."""
+        return await self.connect_dsn(self.dsn_for(database), application_name=application_name)
+
+    async def connect_dsn(self, dsn: str, *, application_name: str = "codebase-mcp") -> asyncpg.Connection:
+        return await self.budget.connect(dsn, server_settings={"application_name": application_name})
+
+    @asynccontextmanager
+    async def probe(self, database: str) -> AsyncIterator[asyncpg.Connection]:
+        """A short-lived connection for a few statements, closed at once (no pool left behind).
+
+        For sweeps over every project: a pool per visited database would linger for idle_seconds.
+        """
+        conn = await self.connect(database, application_name="codebase-mcp-sweep")
+        self._probes.add(conn)
+        try:
+            yield conn
+        finally:
+            self._probes.discard(conn)
+            try:
+                await asyncio.wait_for(conn.close(), timeout=5)
+            except BaseException:
+                conn.terminate()  # cancelled or stuck: never leave it open
+                raise
+
+    def open_pools(self) -> dict[str, int]:
+        """Database → connections its pool holds now (for health and benchmarks)."""
+        return {db: pool.get_size() for db, pool in self._pools.items()}
+
+    def _maybe_reap(self) -> None:
+        now = time.monotonic()
+        if now - self._last_reap < min(30.0, self.close_after) or (self._reaping and not self._reaping.done()):
+            return
+        self._last_reap = now
+        self._reaping = asyncio.get_running_loop().create_task(self.reap_idle(), name="cluster-reap")
+
+    async def reap_idle(self, *, older_than: float | None = None) -> list[str]:
+        """Close pools that hold no connection and were not used for `close_after` seconds."""
+        limit = self.close_after if older_than is None else older_than
+        now = time.monotonic()
+        registry = database_of(self.registry_dsn)
+        closed = []
+        for database, pool in list(self._pools.items()):
+            if database == registry or pool.get_size() > 0 or now - self._last_used.get(database, now) < limit:
+                continue
+            if self._pools.get(database) is pool:
+                del self._pools[database]
+                self._last_used.pop(database, None)
+                closed.append(database)
+                await pool.close()
+        return closed
+
+    async def expire_connections(self) -> None:
+        """After a server restart: every pooled connection is replaced on its next use."""
+        for pool in list(self._pools.values()):
+            await pool.expire_connections()
 
     async def drop_pool(self, database: str) -> None:
         pool = self._pools.pop(database, None)
@@ -95,6 +193,11 @@ class Cluster:
             await pool.close()
 
     async def close(self) -> None:
+        for conn in list(self._probes):  # a sweep cut short by shutdown
+            conn.terminate()
+        self._probes.clear()
+        if self._reaping is not None:
+            await asyncio.gather(self._reaping, return_exceptions=True)
         pools, self._pools = list(self._pools.values()), {}
         for pool in pools:
             try:

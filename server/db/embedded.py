@@ -4,6 +4,13 @@ One server per data directory, started once and shared by every process of the
 same user: a file lock serialises init/start, and `postmaster.pid` tells a
 second process that a server is already up. The server outlives the process
 that started it (stop it with `codebase-mcp db stop`).
+
+Authentication: the Unix socket lives in a directory only its owner can enter (the data
+directory, or a 0700 directory under /tmp when that path is too long), so it stays `trust`;
+TCP (`EMBEDDED_PG_PORT`) needs `scram-sha-256` with a generated password kept, mode 0600, in
+`<data dir>/pg-password`. Data directories made before that (trust everywhere) are upgraded
+the next time a process finds the server, running or not: password set, `pg_hba.conf`
+rewritten, configuration reloaded.
 """
 
 from __future__ import annotations
@@ -12,6 +19,8 @@ import fcntl
 import hashlib
 import logging
 import os
+import secrets
+import stat
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -28,6 +37,17 @@ PG_MAJOR = 18
 SUPERUSER = "postgres"
 _RUN_AS = "pgserver"  # postgres refuses to run as root
 _SOCKET_PORT = 5432  # names the socket file only; our socket dir is private
+PASSWORD_FILE = "pg-password"
+_HBA_MARKER = "# codebase-mcp auth v1"
+_HBA = f"""{_HBA_MARKER}: the Unix socket's directory is private (0700), TCP needs the password
+# (kept in the data directory's {PASSWORD_FILE}). Rewritten by codebase-mcp when this line is missing.
+local   all           all                    trust
+host    all           all    127.0.0.1/32    scram-sha-256
+host    all           all    ::1/128         scram-sha-256
+local   replication   all                    trust
+host    replication   all    127.0.0.1/32    scram-sha-256
+host    replication   all    ::1/128         scram-sha-256
+"""
 _CONF = {
     "max_connections": "300",
     "shared_buffers": "256MB",
@@ -49,12 +69,19 @@ class RunningServer:
     socket_dir: Path
     port: int
     tcp_host: str | None
+    password: str | None = None
+
+    def __repr__(self) -> str:  # no password in logs or tracebacks
+        return f"RunningServer(pid={self.pid}, socket_dir={self.socket_dir!s}, port={self.port}, tcp={self.tcp_host})"
 
     def dsn(self, database: str = "postgres", *, tcp: bool = False) -> str:
+        """Unix socket (no password needed), or TCP with the password."""
         if tcp:
             if not self.tcp_host:
                 raise EmbeddedPostgresError("embedded server is not listening on TCP")
-            return f"postgresql://{SUPERUSER}@{self.tcp_host}:{self.port}/{database}"
+            if not self.password:
+                raise EmbeddedPostgresError("embedded server has no password yet; start it with codebase-mcp first")
+            return f"postgresql://{SUPERUSER}:{quote(self.password, safe='')}@{self.tcp_host}:{self.port}/{database}"
         return f"postgresql://{SUPERUSER}@/{database}?host={quote(str(self.socket_dir))}&port={self.port}"
 
 
@@ -89,12 +116,15 @@ class EmbeddedPostgres:
                 running = self._read_running()
             if running is None:
                 raise EmbeddedPostgresError(f"PostgreSQL did not start; see {self.pgdata / 'server.log'}")
+            if self._secure(running):
+                running = self._read_running() or running
             return running
 
     def stop(self) -> bool:
         with self._lock():
             if self._read_running() is None:
                 return False
+            self._prepare_permissions()  # as root: the prefix may have been locked down since the start
             # a throwaway server need not checkpoint on the way out
             mode = "fast" if self.durable else "immediate"
             self._run("pg_ctl", "-D", str(self.pgdata), "-m", mode, "-w", "stop")
@@ -113,15 +143,17 @@ class EmbeddedPostgres:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
-    def _run(self, tool: str, *args: str) -> None:
+    def _run(self, tool: str, *args: str, stdin_text: str | None = None) -> None:
         cmd = [str(_bin_dir() / tool), *args]
-        with tempfile.TemporaryFile("w+") as out:
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as given:
+            given.write(stdin_text or "")
+            given.seek(0)
             # files, not pipes: pg_ctl's postmaster keeps inherited pipes open forever
             proc = subprocess.run(
                 cmd,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
+                stdin=given if stdin_text is not None else subprocess.DEVNULL,
                 user=_RUN_AS if _as_root() else None,
                 start_new_session=True,
                 check=False,
@@ -155,19 +187,87 @@ class EmbeddedPostgres:
             os.chown(path, entry.pw_uid, entry.pw_gid)
 
     def _socket_dir(self) -> Path:
+        """Where the socket lives: a directory nobody but its owner can enter (the socket is `trust`)."""
         candidate = self.pgdata
         if len(str(candidate / f".s.PGSQL.{_SOCKET_PORT}")) > 100:
             digest = hashlib.sha256(str(self.pgdata).encode()).hexdigest()[:12]
             candidate = Path(tempfile.gettempdir()) / f"codebase-mcp-{digest}"
-        candidate.mkdir(parents=True, exist_ok=True)
+        candidate.mkdir(parents=True, exist_ok=True, mode=0o700)
+        st = candidate.lstat()
+        owners = {os.geteuid()}
+        if _as_root():
+            import pwd
+
+            owners.add(pwd.getpwnam(_RUN_AS).pw_uid)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid not in owners:
+            raise EmbeddedPostgresError(
+                f"socket directory {candidate} is not a directory of this user (someone else created it?); "
+                "remove it and start again"
+            )
+        if stat.S_IMODE(st.st_mode) != 0o700:
+            candidate.chmod(0o700)
         return candidate
+
+    # -- authentication -------------------------------------------------------
+    def password_path(self) -> Path:
+        return self.data_dir / PASSWORD_FILE
+
+    def _read_password(self) -> str | None:
+        try:
+            fd = os.open(self.password_path(), os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return None
+        with os.fdopen(fd) as fh:
+            value = fh.read().strip()
+        return value or None
+
+    def _password(self) -> str:
+        """The superuser's TCP password, generated and stored (0600) on first use."""
+        existing = self._read_password()
+        if existing is not None:
+            return existing
+        value = secrets.token_urlsafe(24)  # [A-Za-z0-9_-]: safe inside a SQL string literal
+        tmp = self.data_dir / f".{PASSWORD_FILE}.{os.getpid()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            os.fchmod(fh.fileno(), 0o600)
+            fh.write(value + "\n")
+        os.replace(tmp, self.password_path())
+        return value
+
+    def _secure(self, running: RunningServer) -> bool:
+        """Password on TCP, trust on the private socket; False when it already was so (the lock is held)."""
+        hba = self.pgdata / "pg_hba.conf"
+        if self._read_password() is not None and hba.read_text().startswith(_HBA_MARKER):
+            return False
+        password = self._password()
+        psql = ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", str(running.socket_dir), "-p", str(running.port)]
+        psql += ["-U", SUPERUSER, "-d", "postgres"]
+        # via stdin, never on a command line that `ps` shows
+        self._run("psql", *psql, stdin_text=f"ALTER ROLE {SUPERUSER} PASSWORD '{password}';\n")
+        st = hba.stat()
+        tmp = hba.with_name("pg_hba.conf.codebase-mcp")
+        tmp.write_text(_HBA)
+        os.chmod(tmp, 0o600)
+        if _as_root():
+            os.chown(tmp, st.st_uid, st.st_gid)
+        os.replace(tmp, hba)
+        self._run("psql", *psql, stdin_text="SELECT pg_reload_conf();\n")
+        log.warning(
+            "embedded PostgreSQL secured: TCP connections now need the password kept in %s; the Unix socket "
+            "stays private to this user",
+            self.password_path(),
+        )
+        return True
 
     def _initdb(self) -> None:
         log.info("initialising embedded PostgreSQL in %s", self.pgdata)
         self.pgdata.mkdir(parents=True, exist_ok=True)
         self._prepare_permissions()
         self._run(
-            "initdb", "-D", str(self.pgdata), "-U", SUPERUSER, "--auth=trust", "--encoding=UTF8",
+            # TCP refuses everyone until _secure() has set the password and written pg_hba.conf
+            "initdb", "-D", str(self.pgdata), "-U", SUPERUSER, "--auth-local=trust", "--auth-host=scram-sha-256",
+            "--encoding=UTF8",
             "--locale=C", "--no-instructions", *([] if self.durable else ["--no-sync"]),
         )  # fmt: skip
         with open(self.pgdata / "postgresql.conf", "a") as conf:
@@ -208,4 +308,5 @@ class EmbeddedPostgres:
             socket_dir=Path(lines[4].strip()),
             port=int(lines[3]),
             tcp_host=host if host and host != "*" else None,
+            password=self._read_password(),
         )

@@ -28,6 +28,10 @@ class EmbedderMismatchError(UserError, RuntimeError):
     pass
 
 
+class ProjectLimitError(UserError, RuntimeError):
+    """MAX_PROJECTS reached: no new project database is created."""
+
+
 @dataclass(frozen=True)
 class Project:
     id: str
@@ -57,15 +61,18 @@ async def _create_database(conn: asyncpg.Connection, name: str) -> bool:
 
 
 class Registry:
-    def __init__(self, cluster: Cluster, *, embedder_name: str, embedding_dim: int) -> None:
+    def __init__(
+        self, cluster: Cluster, *, embedder_name: str, embedding_dim: int, max_projects: int | None = None
+    ) -> None:
         self.cluster = cluster
+        self.max_projects = max_projects
         self.embedder_name = embedder_name
         self.embedding_dim = embedding_dim
         self._ready = False
         self._known: dict[str, Project] = {}
 
     async def _maintenance(self) -> asyncpg.Connection:
-        return await asyncpg.connect(self.cluster.server_dsn)
+        return await self.cluster.connect_dsn(self.cluster.server_dsn, application_name="codebase-mcp-ddl")
 
     async def ensure_ready(self) -> None:
         """Create and migrate the registry database (idempotent, safe across processes)."""
@@ -126,9 +133,18 @@ class Registry:
         try:
             await conn.execute("SELECT pg_advisory_lock($1)", _PROVISION_LOCK)
             try:
+                pool = await self.cluster.registry_pool()
+                if self.max_projects is not None and await pool.fetchval(
+                    "SELECT NOT EXISTS (SELECT 1 FROM projects WHERE id = $1) AND count(*) >= $2 FROM projects",
+                    project_id, self.max_projects,
+                ):  # fmt: skip
+                    raise ProjectLimitError(
+                        f"cannot create project {project_id!r}: this server already holds {self.max_projects} "
+                        f"projects (MAX_PROJECTS={self.max_projects}); use an existing project_id or raise "
+                        "MAX_PROJECTS"
+                    )
                 await _create_database(conn, database)
                 await self._upgrade_project_db(database)
-                pool = await self.cluster.registry_pool()
                 meta = {"embedder": self.embedder_name, "embedding_dim": self.embedding_dim}
                 await pool.execute(
                     """
@@ -149,7 +165,7 @@ class Registry:
 
     async def _upgrade_project_db(self, database: str) -> None:
         dsn = self.cluster.dsn_for(validate_database_name(database))
-        conn = await asyncpg.connect(dsn)
+        conn = await self.cluster.connect_dsn(dsn, application_name="codebase-mcp-ddl")
         try:
             await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
             has_config = await conn.fetchval("SELECT to_regclass('project_config') IS NOT NULL")
@@ -161,7 +177,7 @@ class Registry:
         finally:
             await conn.close()
         await migrations.upgrade(dsn, "project", embedding_dim=dim)
-        conn = await asyncpg.connect(dsn)
+        conn = await self.cluster.connect_dsn(dsn, application_name="codebase-mcp-ddl")
         try:
             await conn.execute(
                 """

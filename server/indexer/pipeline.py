@@ -134,7 +134,7 @@ async def index_repository(
     full text (and static vectors) only; a later run fills in the transformer tier.
     """
     started = time.monotonic()
-    root = repo_path.resolve()
+    root = Path(os.path.abspath(repo_path))  # not resolve(): that would follow a symlink swapped in
     report = Reporter(progress_callback)
     await report(Progress(1, f"Scanning {root}", "scanning"))
     scan = await asyncio.to_thread(scan_repository, root, max_file_size=max_file_size)

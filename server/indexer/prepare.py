@@ -26,6 +26,7 @@ from server.indexer.scanner import load_file
 from server.indexer.store import ChunkRow, FileRecord
 from server.indexer.tokens import code_tokens
 from server.indexer.types import ChunkKind, ScannedFile
+from server.lifeline import die_with
 
 _NON_DEFINITIONS: frozenset[ChunkKind] = frozenset({"module", "section", "window"})
 _ROLE_PRIORITY: dict[Role, int] = {"code": 0, "test": 2, "docs": 3}
@@ -141,7 +142,8 @@ def executor() -> Executor:
             ctx = multiprocessing.get_context("forkserver")
             # children fork from a server that already imported the parsers
             ctx.set_forkserver_preload(["server.indexer.prepare"])
-            pool = ProcessPoolExecutor(workers, mp_context=ctx)
+            # die_with: workers (and so the forkserver and resource_tracker) end with this process
+            pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=die_with, initargs=(os.getpid(),))
             for fut in [pool.submit(_noop, 0.05) for _ in range(workers)]:
                 fut.result()
             _pool = pool

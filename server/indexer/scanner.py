@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -11,12 +12,16 @@ from pathlib import Path
 
 import pathspec
 
+from server.fs.confined import DIR_FLAGS, PathEscapeError, open_beneath, open_directory, read_beneath, split_relative
+from server.fs.names import escape_name, unescape_name
 from server.indexer.languages import detect_language, language_from_shebang
 from server.indexer.types import ScannedFile
 
 DEFAULT_MAX_FILE_SIZE = 1_048_576
 DEFAULT_IGNORE_FILE = ".codebase-mcp/ignore"
 BINARY_SNIFF_BYTES = 8192
+# Longer (escaped) relative paths are skipped: PostgreSQL cannot index such a key (~2.7 kB at most).
+MAX_REL_PATH_BYTES = 2000
 
 # Never entered, whatever an ignore file says: other tools' data and version-control internals.
 ALWAYS_SKIPPED_DIRS: frozenset[str] = frozenset({".git", ".hg", ".svn", ".bzr", "_darcs", ".codebase-mcp"})
@@ -129,10 +134,9 @@ def _combine(regexes: list[str]) -> re.Pattern[str] | None:
 
 def _read_layer(path: Path, base: str) -> _Layer | None:
     try:
-        # O_NOFOLLOW: an ignore file that is a symlink is not read either.
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        with os.fdopen(fd, "rb") as handle:
-            lines = handle.read().decode("utf-8", "replace").splitlines()
+        # No symlink followed anywhere on the way: an ignore file that is one is not read either.
+        data, _ = read_beneath("/", split_relative(str(path).lstrip("/")), 4 * 1024 * 1024)
+        lines = data.decode("utf-8", "replace").splitlines()
     except OSError:
         return None
     spec = pathspec.GitIgnoreSpec.from_lines(lines)
@@ -188,10 +192,13 @@ def scan_repository(
 ) -> ScanResult:
     """List the indexable files under `root` without reading them.
 
-    Never follows symbolic links, so nothing outside `root` is ever listed. Ignored directories
-    are pruned without being entered.
+    Never follows symbolic links, so nothing outside `root` is ever listed: directories are
+    walked through descriptors opened with O_NOFOLLOW from '/' down (`server/fs/confined.py`), so
+    a directory swapped for a symlink mid-walk is not entered. `root` must be a resolved path (it
+    is not resolved here: resolving would follow a symlink put in its place). Ignored directories
+    are pruned without being entered. `rel_path` is escaped (`server/fs/names.py`).
     """
-    root = root.resolve()
+    root = Path(os.path.abspath(root))
     skipped: Counter[str] = Counter()
     files: list[ScannedFile] = []
 
@@ -202,9 +209,9 @@ def scan_repository(
     exclude = _read_layer(root / ".git" / "info" / "exclude", "")
     gitignores: list[_Layer] = []
 
-    def walk(directory: str, rel_dir: str) -> None:
+    def walk(dir_fd: int, directory: str, rel_dir: str) -> None:
         try:
-            with os.scandir(directory) as it:
+            with os.scandir(dir_fd) as it:
                 entries = list(it)
         except OSError:
             skipped["unreadable"] += 1
@@ -244,7 +251,15 @@ def scan_repository(
                 skipped["ignored"] += 1
                 continue
             if is_dir:
-                walk(entry.path, rel + "/")
+                try:
+                    child = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
+                except OSError:  # swapped for a symlink since it was listed, or unreadable
+                    skipped["symlink" if os.path.islink(os.path.join(directory, name)) else "unreadable"] += 1
+                    continue
+                try:
+                    walk(child, os.path.join(directory, name), rel + "/")
+                finally:
+                    os.close(child)
                 continue
             if _is_binary_name(name):
                 skipped["binary"] += 1
@@ -257,13 +272,24 @@ def scan_repository(
             if st.st_size > max_file_size:
                 skipped["too_large"] += 1
                 continue
-            files.append(ScannedFile(Path(entry.path), rel, st.st_size, st.st_mtime_ns, detect_language(rel)))
+            shown = escape_name(rel)
+            if len(shown.encode()) > MAX_REL_PATH_BYTES:
+                skipped["path_too_long"] += 1
+                continue
+            files.append(ScannedFile(Path(directory, name), shown, st.st_size, st.st_mtime_ns, detect_language(shown)))
         if pushed:
             gitignores.pop()
 
     if project is not None:
         top.append(project)
-    walk(str(root), "")
+    try:
+        root_fd = open_directory(root)
+    except PathEscapeError as exc:
+        raise PathEscapeError(exc.errno, f"repository root {root}: {exc.strerror}; pass its resolved path") from None
+    try:
+        walk(root_fd, str(root), "")
+    finally:
+        os.close(root_fd)
     files.sort(key=lambda f: f.rel_path)
     return ScanResult(files, dict(skipped))
 
@@ -283,12 +309,17 @@ def decode_text(data: bytes) -> str:
 def load_file(f: ScannedFile, max_file_size: int = DEFAULT_MAX_FILE_SIZE) -> LoadedFile | str:
     """Read one scanned file, or say why it is skipped ("missing", "symlink", "too_large", "binary", ...)."""
     try:
-        # O_NOFOLLOW: a file swapped for a symlink after the scan is still never followed.
-        fd = os.open(f.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0))
+        # Walked from '/' without following any symlink: a file, or any directory above it, swapped
+        # for a symlink after the scan is never followed (`server/fs/confined.py`).
+        parts = split_relative(unescape_name(f.rel_path))
+        root = f.path.parents[len(parts) - 1]
+        fd = open_beneath(root, parts)
     except FileNotFoundError:
         return "missing"
+    except PathEscapeError as exc:
+        return "symlink" if exc.errno == errno.ELOOP else "special"
     except OSError:
-        return "symlink" if os.path.islink(f.path) else "unreadable"
+        return "unreadable"
     try:
         with os.fdopen(fd, "rb") as handle:
             data = handle.read(max_file_size + 1)

@@ -30,8 +30,9 @@ from pathlib import Path
 from urllib.parse import unquote_to_bytes
 
 from server.errors import UserError
+from server.fs.confined import open_directory
 
-__all__ = ["RepoPathError", "validate_repo_path"]
+__all__ = ["RepoPathError", "confirm_root", "validate_directory", "validate_repo_path"]
 
 _MAX_DECODE_ROUNDS = 6
 _MAX_PATH_CHARS = 4096  # PATH_MAX on Linux
@@ -71,11 +72,18 @@ def validate_repo_path(raw: str, *, allowed_roots: Sequence[Path | str] = ()) ->
         raise RepoPathError(
             f"repo_path must be absolute, got {_shown(raw)}{hint}; pass the full path, e.g. {_POSIX_EXAMPLE}"
         )
+    if _under_proc(Path(os.path.normpath(raw))):
+        raise RepoPathError(
+            f"repo_path {_shown(raw)} is under /proc, whose links lead into other processes' filesystems; "
+            f"pass the directory's real path, e.g. {_POSIX_EXAMPLE}"
+        )
     named_roots = [_absolute_root(root) for root in allowed_roots]
     roots = [root.resolve() for root in named_roots]
     # '..' is already rejected, so normpath only folds '.' segments and repeated slashes.
     lexical = Path(os.path.normpath(raw))
     resolved, last_link = _resolve_components(raw, lexical, check_links=not roots)
+    if _under_proc(resolved):
+        raise RepoPathError(f"repo_path {raw[:200]!r} leads into /proc ({str(resolved)[:200]}); pass a real directory")
     _require_readable_directory(raw, resolved)
     if roots and not _inside_any(resolved, roots):
         listed = ", ".join(str(root) for root in roots)
@@ -88,12 +96,38 @@ def validate_repo_path(raw: str, *, allowed_roots: Sequence[Path | str] = ()) ->
     return resolved
 
 
+def confirm_root(path: Path, *, allowed_roots: Sequence[Path | str] = ()) -> Path:
+    """Check, when a job starts, that a path validated earlier still names the same real directory.
+
+    Between queueing and running, a directory can be replaced by a symlink to somewhere else; the
+    path is validated again (allowed roots included), must still resolve to itself, and is opened
+    from '/' without following any symlink. Files are then read the same way (`server/fs/confined.py`).
+    """
+    resolved = validate_repo_path(str(path), allowed_roots=allowed_roots)
+    if resolved != path:
+        raise RepoPathError(
+            f"repository {str(path)!r} now resolves to {str(resolved)!r}: a symlink was put in its path after "
+            "it was accepted; nothing was indexed. Queue it again with the real path"
+        )
+    try:
+        os.close(open_directory(path))
+    except OSError as error:
+        raise RepoPathError(f"repository {str(path)!r} cannot be opened safely: {error.strerror}") from None
+    return path
+
+
 def _reject_control_characters(raw: str) -> None:
     if "\x00" in raw:
         raise RepoPathError(f"repo_path contains a NUL byte at position {raw.index(chr(0))}")
     for position, char in enumerate(raw):
-        if unicodedata.category(char) == "Cc":
+        category = unicodedata.category(char)
+        if category == "Cc":
             raise RepoPathError(f"repo_path contains control characters (U+{ord(char):04X} at position {position})")
+        if category == "Cs":
+            raise RepoPathError(
+                f"repo_path is not valid UTF-8 (undecodable byte or lone surrogate U+{ord(char):04X} at position "
+                f"{position}); rename the directory or pass a path whose names are UTF-8"
+            )
 
 
 def _reject_traversal(raw: str) -> None:
@@ -215,3 +249,23 @@ def _require_readable_directory(raw: str, resolved: Path) -> None:
 
 def _inside_any(path: Path, roots: Sequence[Path]) -> bool:
     return any(path.is_relative_to(root) for root in roots)
+
+
+def _under_proc(path: Path) -> bool:
+    return path == _PROC or path.is_relative_to(_PROC)
+
+
+_PROC = Path("/proc")
+
+
+def validate_directory(raw: str, *, allowed_roots: Sequence[Path | str] = (), label: str = "directory") -> Path:
+    """`validate_repo_path`'s rules for any user-supplied directory (messages name `label`)."""
+    try:
+        return validate_repo_path(raw, allowed_roots=allowed_roots)
+    except RepoPathError as exc:
+        message = str(exc).replace("repo_path", label)
+        if len(raw) > 200:  # never echo a huge argument back in full
+            message = message.replace(repr(raw), f"{raw[:100]!r}... ({len(raw)} characters)").replace(
+                raw, f"{raw[:100]}... ({len(raw)} characters)"
+            )
+        raise RepoPathError(message) from None

@@ -20,6 +20,7 @@ import asyncpg
 
 from server.indexer.progress import Progress
 from server.jobs.models import JOB_COLUMNS, IndexingJobCreate, JobRow
+from server.jobs.slots import HINT_CHANNEL
 
 Executor = asyncpg.Pool | asyncpg.Connection
 COLUMNS = ", ".join(JOB_COLUMNS)  # JobRow's field names, never user input
@@ -229,7 +230,7 @@ async def mark_worker_stopped(pool: asyncpg.Pool, job_id: uuid.UUID, worker_id: 
 
 
 async def rescue_stale(
-    pool: asyncpg.Pool,
+    pool: asyncpg.Pool | asyncpg.Connection,
     *,
     stale_seconds: float,
     dead_workers: list[str],
@@ -256,7 +257,7 @@ async def rescue_stale(
     return _rows(await pool.fetch(sql, stale_seconds, dead_workers, max_attempts))
 
 
-async def fail_overdue(pool: asyncpg.Pool, timeout_seconds: int) -> list[JobRow]:
+async def fail_overdue(pool: asyncpg.Pool | asyncpg.Connection, timeout_seconds: int) -> list[JobRow]:
     """Jobs running longer than INDEXING_JOB_TIMEOUT_SECONDS, whoever runs them."""
     sql = f"""
         UPDATE indexing_jobs SET status = 'failed', completed_at = now(), error_type = 'JobTimeout',
@@ -268,12 +269,12 @@ async def fail_overdue(pool: asyncpg.Pool, timeout_seconds: int) -> list[JobRow]
     return _rows(await pool.fetch(sql, timeout_seconds))
 
 
-async def running_worker_ids(pool: asyncpg.Pool) -> list[str]:
+async def running_worker_ids(pool: asyncpg.Pool | asyncpg.Connection) -> list[str]:
     rows = await pool.fetch("SELECT DISTINCT worker_id FROM indexing_jobs WHERE status = 'running'")
     return [r["worker_id"] for r in rows if r["worker_id"]]
 
 
-async def delete_expired(pool: asyncpg.Pool, retention_days: int) -> int:
+async def delete_expired(pool: asyncpg.Pool | asyncpg.Connection, retention_days: int) -> int:
     status: str = await pool.execute(
         """
         DELETE FROM indexing_jobs
@@ -283,3 +284,12 @@ async def delete_expired(pool: asyncpg.Pool, retention_days: int) -> int:
         retention_days,
     )
     return int(status.split()[-1])
+
+
+async def hint_claimable(registry: asyncpg.Pool | asyncpg.Connection, database: str) -> None:
+    """Tell every worker, on the registry's channel, that `database` may have a job to claim.
+
+    Workers LISTEN on the registry only (not on each project database); whoever enqueues or
+    re-queues a job sends this. Missing it delays a job until the next sweep, never loses it.
+    """
+    await registry.execute("SELECT pg_notify($1, $2)", HINT_CHANNEL, json.dumps({"database": database}))

@@ -2,12 +2,20 @@
 
 Each held slot is a session-level advisory lock on a dedicated (never pooled)
 connection, so a worker that dies frees its slot the moment its connection drops.
-Connections are kept for reuse: opening one costs ~10 ms, locking ~0.3 ms.
+One idle connection is kept for reuse (opening one costs ~10 ms, locking ~0.3 ms); others close.
+Releasing a slot sends a hint on the registry's `codebase_jobs` channel: another worker may claim.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Awaitable, Callable
+
 import asyncpg
+
+Connect = Callable[[str], Awaitable[asyncpg.Connection]]
+HINT_CHANNEL = "codebase_jobs"  # registry channel: "a job may be claimable" (see server/jobs/worker.py)
+SLOT_FREED = json.dumps({"event": "slot"})
 
 _SLOT_CLASS = 0x636A6F62  # "cjob": advisory lock namespace for job slots
 _APP_NAME = "codebase-mcp-slot"
@@ -23,10 +31,15 @@ class Slot:
         await self.owner._release(self)
 
 
+async def _plain_connect(dsn: str) -> asyncpg.Connection:
+    return await asyncpg.connect(dsn, server_settings={"application_name": _APP_NAME})
+
+
 class GlobalSlots:
-    def __init__(self, dsn: str, limit: int) -> None:
+    def __init__(self, dsn: str, limit: int, *, connect: Connect | None = None) -> None:
         self.dsn = dsn
         self.limit = limit
+        self._connect = connect or _plain_connect
         self._idle: list[asyncpg.Connection] = []
 
     async def _connection(self) -> asyncpg.Connection:
@@ -34,7 +47,13 @@ class GlobalSlots:
             conn = self._idle.pop()
             if not conn.is_closed():
                 return conn
-        return await asyncpg.connect(self.dsn, server_settings={"application_name": _APP_NAME})
+        return await self._connect(self.dsn)
+
+    async def _keep(self, conn: asyncpg.Connection) -> None:
+        if self._idle:
+            await conn.close()  # one spare is enough
+        else:
+            self._idle.append(conn)
 
     async def try_acquire(self) -> Slot | None:
         conn = await self._connection()
@@ -45,15 +64,18 @@ class GlobalSlots:
         except BaseException:
             await conn.close()
             raise
-        self._idle.append(conn)
+        await self._keep(conn)
         return None
 
     async def _release(self, slot: Slot) -> None:
         conn = slot.conn
         try:
             if not conn.is_closed():
-                await conn.execute("SELECT pg_advisory_unlock($1, $2)", _SLOT_CLASS, slot.number)
-                self._idle.append(conn)
+                await conn.execute(
+                    "SELECT pg_advisory_unlock($1, $2), pg_notify($3, $4)",
+                    _SLOT_CLASS, slot.number, HINT_CHANNEL, SLOT_FREED,
+                )  # fmt: skip
+                await self._keep(conn)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             await conn.close()  # closing frees the lock too
 
@@ -71,4 +93,4 @@ class GlobalSlots:
             )
             return n
         finally:
-            self._idle.append(conn)
+            await self._keep(conn)

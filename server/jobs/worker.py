@@ -1,15 +1,20 @@
-"""Workers: claim pending jobs when NOTIFY says so, run them, stop them when NOTIFY says so.
+"""Workers: claim pending jobs when told there may be one, run them, stop them when NOTIFY says so.
 
-One `Worker` per process serves every project database. It is woken by the
-listener (new job, finished job, new project), with a slow poll as a safety net.
-Claims use `FOR UPDATE SKIP LOCKED`; the cluster-wide concurrency limit is held by
-advisory-lock slots. A running job heartbeats; the heartbeat doubles as the
-fallback cancellation check should a NOTIFY be missed.
+One `Worker` per process serves every project database, yet holds connections only for the
+databases it works on: it LISTENs on the registry database alone, where whoever enqueues or
+re-queues a job, and whoever frees a job slot, sends a hint (`codebase_jobs`); new projects
+arrive on `codebase_projects`. A running job LISTENs on its own database for its cancellation.
+A sweep over every project (one short-lived connection at a time, one process at a time thanks
+to an advisory lock) is the safety net: it finds pending jobs whose hint was missed, rescues the
+jobs of dead workers, fails overdue ones and deletes expired history. Claims use
+`FOR UPDATE SKIP LOCKED`; the cluster-wide concurrency limit is held by advisory-lock slots.
+A running job heartbeats; the heartbeat doubles as the fallback cancellation check.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -24,12 +29,13 @@ from typing import Any
 import asyncpg
 
 from listener import Notifier, Subscription
-from server.db.cluster import Cluster
+from server.db.budget import ConnectionLimitError
+from server.db.cluster import Cluster, database_of
 from server.db.registry import Project, Registry
 from server.indexer.pipeline import IndexResult, Progress
 from server.jobs import queries
-from server.jobs.models import TERMINAL_STATUSES, JobRow
-from server.jobs.slots import GlobalSlots, Slot
+from server.jobs.models import JobRow
+from server.jobs.slots import HINT_CHANNEL, GlobalSlots, Slot
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,6 +44,8 @@ JOBS_CHANNEL = "indexing_jobs"
 PROJECTS_CHANNEL = "codebase_projects"
 MAX_ATTEMPTS = 3
 DISPATCH_STOP_SECONDS = 5.0  # how long stop() waits for a claim in flight
+_SWEEP_LOCK = 0x63737770  # advisory lock key ("cswp"): one process sweeps all projects at a time
+_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionLimitError)
 
 
 def new_worker_id() -> str:
@@ -109,7 +117,11 @@ class Worker:
         self.settings = settings
         self.run_job = run_job
         self.worker_id = worker_id or new_worker_id()
-        self.slots = GlobalSlots(cluster.registry_dsn, settings.max_concurrent_indexing_jobs)
+        self.slots = GlobalSlots(
+            cluster.registry_dsn,
+            settings.max_concurrent_indexing_jobs,
+            connect=lambda dsn: cluster.connect_dsn(dsn, application_name="codebase-mcp-slot"),
+        )
         self.running: dict[uuid.UUID, _Running] = {}
         self._projects: dict[str, Project] = {}  # database name → project
         self._dirty: set[str] = set()
@@ -119,14 +131,18 @@ class Worker:
         self._stopping = False
         self._dispatch: asyncio.Task[None] | None = None
         self._task_numbers = itertools.count(1)  # names the asyncio task of each job: job-1, job-2, ...
+        self._sweep_now = asyncio.Event()
+        self.sweeps = 0  # completed sweeps (tests and benchmarks read it)
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
         await self.registry.ensure_ready()
-        # subscribe first, then list: a project created in between is not missed
+        # subscribe first, then list and sweep: a project or job created in between is not missed
         projects_sub = await self.notifier.subscribe(self.cluster.registry_dsn, PROJECTS_CHANNEL)
-        self._subs.append(projects_sub)
+        hints_sub = await self.notifier.subscribe(self.cluster.registry_dsn, HINT_CHANNEL, maxsize=256)
+        self._subs += [projects_sub, hints_sub]
         self._track(asyncio.create_task(self._watch_projects(projects_sub), name="worker-projects"))
+        self._track(asyncio.create_task(self._watch_hints(hints_sub), name="worker-hints"))
         await self._discover_projects()
         await self.maintain()
         self._dispatch = asyncio.create_task(self._dispatch_loop(), name="worker-dispatch")
@@ -159,19 +175,14 @@ class Worker:
         task.add_done_callback(self._tasks.discard)
 
     def wake(self, database: str | None = None) -> None:
-        self._dirty.update([database] if database else self._projects)
+        """`database` may have a job to claim; without one: retry the databases still marked."""
+        if database:
+            self._dirty.add(database)
         self._wake.set()
 
     # -- discovery ------------------------------------------------------------------------
     async def _add_project(self, project: Project) -> None:
-        db = project.database_name
-        if db in self._projects:
-            return
-        self._projects[db] = project
-        sub = await self.notifier.subscribe(self.cluster.dsn_for(db), JOBS_CHANNEL, maxsize=256)
-        self._subs.append(sub)
-        self._track(asyncio.create_task(self._watch_jobs(db, sub), name=f"worker-jobs-{db}"))
-        self.wake(db)
+        self._projects.setdefault(project.database_name, project)  # no connection: hints and sweeps cover it
 
     async def _watch_projects(self, sub: Subscription) -> None:
         async for _event in sub:
@@ -181,26 +192,28 @@ class Worker:
         for project in await self.registry.list_projects():
             await self._add_project(project)
 
-    async def _watch_jobs(self, db: str, sub: Subscription) -> None:
+    async def _watch_hints(self, sub: Subscription) -> None:
         async for event in sub:
-            status = event.payload.get("status")
-            if event.kind == "resync" or status == "pending" or status in TERMINAL_STATUSES:
-                # a new job, or a finished one that freed a cluster-wide slot
-                self.wake(db if status == "pending" else None)
+            database = event.payload.get("database")
+            if event.kind == "resync":  # hints may have been lost: look everywhere
+                self._sweep_now.set()
+                self.wake()
+            elif isinstance(database, str):
+                self.wake(database)  # a job was queued there
+            else:
+                self.wake()  # a slot came free: retry what waits for one
 
     # -- dispatch ---------------------------------------------------------------------------
     async def _dispatch_loop(self) -> None:
         while not self._stopping:
-            try:
+            with contextlib.suppress(TimeoutError):  # the sweep is the safety net, not this timeout
                 await asyncio.wait_for(self._wake.wait(), self.settings.worker_poll_interval_seconds)
-            except TimeoutError:
-                self.wake()  # safety net for a missed NOTIFY
             if self._stopping:
                 return
             self._wake.clear()
             try:
                 await self._fill()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            except _DB_ERRORS:
                 log.exception("dispatch failed; retrying shortly")
                 await asyncio.sleep(1)
                 self.wake()
@@ -262,6 +275,8 @@ class Worker:
                 log.info("job %s cancelled; worker stopped", job_id)
                 return
             await queries.requeue(pool, job_id, self.worker_id, f"Re-queued: worker {self.worker_id} shut down")
+            with contextlib.suppress(*_DB_ERRORS):  # another worker may take it at once (else: the sweep)
+                await queries.hint_claimable(await self.cluster.registry_pool(), db)
             raise
         finally:
             for w in watchers:
@@ -334,27 +349,53 @@ class Worker:
 
     # -- housekeeping -----------------------------------------------------------------------
     async def maintain(self) -> None:
-        """Rescue jobs of dead workers, fail overdue ones, delete expired history."""
+        """Sweep every project now: find pending jobs, rescue dead workers' jobs, expire history."""
         for db in list(self._projects):
-            pool = await self.cluster.pool(db)
-            dead = dead_local_workers(await queries.running_worker_ids(pool))
+            if self._stopping:
+                return
+            try:
+                await self._sweep_one(db)
+            except _DB_ERRORS as exc:
+                log.warning("sweep of %s failed: %r", db, exc)
+        self.sweeps += 1
+
+    async def _sweep_one(self, db: str) -> None:
+        running_here = any(r.database == db for r in self.running.values())
+        async with self.cluster.probe(db) as conn:  # one short-lived connection, no pool left behind
+            dead = dead_local_workers(await queries.running_worker_ids(conn))
             rescued = await queries.rescue_stale(
-                pool, stale_seconds=self.settings.stale_job_seconds, dead_workers=dead, max_attempts=MAX_ATTEMPTS
+                conn, stale_seconds=self.settings.stale_job_seconds, dead_workers=dead, max_attempts=MAX_ATTEMPTS
             )
             for r in rescued:
                 log.warning("rescued job %s: %s", r.id, r.progress_message)
-            await queries.fail_overdue(pool, self.settings.indexing_job_timeout_seconds)
-            await queries.delete_expired(pool, self.settings.job_status_retention_days)
-            if rescued:
-                self.wake(db)
+            await queries.fail_overdue(conn, self.settings.indexing_job_timeout_seconds)
+            await queries.delete_expired(conn, self.settings.job_status_retention_days)
+            pending = await queries.has_pending(conn)
+        if pending and not running_here:
+            self.wake(db)
+            # other workers with a free slot may be faster: tell them too
+            await queries.hint_claimable(await self.cluster.registry_pool(), db)
+
+    async def _sweep_if_first(self) -> None:
+        """Sweep, unless another process is sweeping right now (then it covers us too)."""
+        async with self.cluster.probe(database_of(self.cluster.registry_dsn)) as conn:
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _SWEEP_LOCK):
+                return
+            try:
+                await self._discover_projects()
+                await self.maintain()
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", _SWEEP_LOCK)
 
     async def _maintenance_loop(self) -> None:
-        interval = max(1.0, self.settings.stale_job_seconds / 2)
+        interval = min(self.settings.worker_poll_interval_seconds, max(1.0, self.settings.stale_job_seconds / 2))
         while not self._stopping:
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._sweep_now.wait(), interval)
+            self._sweep_now.clear()
             try:
-                await self.maintain()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                await self._sweep_if_first()
+            except _DB_ERRORS:
                 log.exception("maintenance failed")
 
 

@@ -11,11 +11,12 @@ import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import asyncpg
 
 from server.db.cluster import Conn
+from server.fs.confined import read_beneath, split_relative
+from server.fs.names import unescape_name
 from server.search.models import ContextSource
 from server.search.ranking import Candidate
 from server.search.repositories import Repository
@@ -45,14 +46,17 @@ class LineContext:
     source: ContextSource = "none"
 
 
-def _read_if_unchanged(path: Path, size: int, mtime_ns: int, content_hash: str) -> list[str] | None:
-    """The file's lines if it still holds what was indexed (same size and mtime, else same hash)."""
+def _read_if_unchanged(root: str, rel_path: str, size: int, mtime_ns: int, content_hash: str) -> list[str] | None:
+    """The file's lines if it still holds what was indexed (same size and mtime, else same hash).
+
+    Read without following any symlink (`server/fs/confined.py`); `rel_path` is the stored,
+    escaped name (`server/fs/names.py`).
+    """
     try:
-        st = path.stat()
-        if st.st_size != size:
-            return None
-        data = path.read_bytes()
+        data, st = read_beneath(root, split_relative(unescape_name(rel_path)), size + 1)
     except OSError:
+        return None
+    if st.st_size != size or len(data) != size:
         return None
     if st.st_mtime_ns != mtime_ns and hashlib.sha256(data).hexdigest() != content_hash:
         return None
@@ -98,8 +102,8 @@ async def read_contexts(
         for c in ranked:
             if c.file_id not in files:
                 d = details[c.id]
-                path = Path(repositories[c.repository_id].root_path) / c.rel_path
-                files[c.file_id] = _read_if_unchanged(path, d["size_bytes"], d["mtime_ns"], d["file_hash"])
+                root = repositories[c.repository_id].root_path
+                files[c.file_id] = _read_if_unchanged(root, c.rel_path, d["size_bytes"], d["mtime_ns"], d["file_hash"])
         return [files[c.file_id] for c in ranked]
 
     texts = await asyncio.to_thread(read_all)

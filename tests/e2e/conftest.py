@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -31,8 +32,11 @@ from tests.polling import wait_for as wait_for  # re-exported: e2e tests import 
 ROOT = Path(__file__).resolve().parents[2]
 Connect = Callable[[str], Awaitable[asyncpg.Connection]]
 
+# The bearer token of every HTTP server the tests start (one per run).
+HTTP_TOKEN = secrets.token_urlsafe(24)
 # For every child process: short timings (heartbeat, progress and rescue run in seconds), logs unbuffered.
 CHILD_ENV = {
+    "HTTP_AUTH_TOKEN": HTTP_TOKEN,
     "HEARTBEAT_INTERVAL_SECONDS": "0.5",
     "STALE_JOB_SECONDS": "5",
     "PROGRESS_UPDATE_INTERVAL_SECONDS": "0.2",
@@ -87,13 +91,22 @@ class Proc:
 class HttpServer:
     proc: Proc
     port: int
+    token: str = HTTP_TOKEN
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
     def client(self) -> Client[Any]:
-        return Client(f"{self.base_url}/mcp", timeout=180)
+        return Client(f"{self.base_url}/mcp", timeout=180, auth=self.token)
+
+    def http(self, **kwargs: Any) -> httpx.AsyncClient:
+        """An HTTP client sending the bearer token."""
+        return httpx.AsyncClient(base_url=self.base_url, headers=self.auth_headers, **kwargs)
 
     async def wait_ready(self) -> None:
         """uvicorn binds only after the lifespan (App.start) has run: an answered request means ready."""
@@ -102,8 +115,8 @@ class HttpServer:
             if not self.proc.alive():
                 raise RuntimeError(f"server exited early:\n{self.proc.log_tail()}")
             try:
-                async with httpx.AsyncClient(timeout=2) as http:
-                    return (await http.get(f"{self.base_url}/web/api/projects")).status_code == 200
+                async with self.http(timeout=2) as http:
+                    return (await http.get("/web/api/projects")).status_code == 200
             except httpx.TransportError:
                 return False
 
@@ -137,10 +150,12 @@ class Processes:
         self.started.append(proc)
         return proc
 
-    async def http_server(self, *extra: str, port: int | None = None, env: dict[str, str] | None = None) -> HttpServer:
+    async def http_server(
+        self, *extra: str, port: int | None = None, env: dict[str, str] | None = None, token: str | None = None
+    ) -> HttpServer:
         port = port or free_port()
         proc = self.spawn("serve", "--transport", "http", "--host", "127.0.0.1", "--port", str(port), *extra, env=env)
-        server = HttpServer(proc, port)
+        server = HttpServer(proc, port, token or (env or self.env).get("HTTP_AUTH_TOKEN", HTTP_TOKEN))
         await server.wait_ready()
         return server
 

@@ -40,7 +40,7 @@ async def test_watch_and_sse_stream_a_job_over_http(processes: Processes, tmp_pa
         assert total == 100
         progress.append((value, message or ""))
 
-    async with server.client() as client, httpx.AsyncClient(base_url=server.base_url, timeout=120) as http:
+    async with server.client() as client, server.http(timeout=120) as http:
         job = await start_job(client, repo, project)
         url = f"/web/api/projects/{project}/jobs/{job.job_id}/events"
         async with http.stream("GET", url, headers={"Accept": "text/event-stream"}) as response:

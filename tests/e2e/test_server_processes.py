@@ -42,7 +42,8 @@ async def test_stdio_health_with_current_and_legacy_protocol(
 async def test_database_url_over_tcp_is_external_mode(
     e2e_env: dict[str, str], registry_db: str, tmp_path: Path, connect_db: Connect
 ) -> None:
-    assert e2e_env["DATABASE_URL"].startswith("postgresql://postgres@127.0.0.1:")
+    assert e2e_env["DATABASE_URL"].startswith("postgresql://postgres:")  # TCP needs the password
+    assert "@127.0.0.1:" in e2e_env["DATABASE_URL"]
     async with stdio_client(e2e_env, tmp_path / "stdio.log") as client:
         report = await _health(client)
         conn = await connect_db(registry_db)

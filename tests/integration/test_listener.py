@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from urllib.parse import quote
 
 import asyncpg
 import pytest
@@ -252,7 +253,8 @@ async def test_half_open_connection_is_caught_by_the_probe(db: JobsDb, pg_server
     assert pg_server.tcp_host is not None
     proxy = FreezableProxy(pg_server.tcp_host, pg_server.port)
     port = await proxy.start()
-    dsn = f"postgresql://postgres@127.0.0.1:{port}/{database_of(db.dsn)}"
+    assert pg_server.password is not None  # TCP needs the password (the socket does not)
+    dsn = f"postgresql://postgres:{quote(pg_server.password, safe='')}@127.0.0.1:{port}/{database_of(db.dsn)}"
     notifier = Notifier(probe_interval=0.2, probe_timeout=0.3, reconnect_min=0.05, reconnect_max=0.5)
     try:
         job = await db.insert()

@@ -22,6 +22,7 @@ from server.embeddings import Embedder
 from server.indexer.progress import Progress
 from server.jobs import queries
 from server.jobs.models import JOB_COLUMNS, IndexingJobCreate, IndexingJobProgress, JobRow
+from server.settings import Settings
 from tests.fakes import FakeEmbedder
 from tests.polling import wait_for
 from tests.repos import make_python_repo
@@ -179,7 +180,8 @@ async def test_missed_notify_still_cancels_through_the_heartbeat(
     pool = await _pool(app, project_id)
     repo = make_python_repo(tmp_path / "repo", 3)
     fake_embedder.pause()  # the job keeps running until something stops it
-    row, _ = await queries.create(pool, IndexingJobCreate(repo_path=str(repo), repo_name="repo", project_id=project_id))
+    project = (await app.resolver.resolve(project_id, None)).project
+    row, _ = await app.enqueue(project, IndexingJobCreate(repo_path=str(repo), repo_name="repo", project_id=project_id))
     await _wait_status(pool, row.id, "running")
     assert app.worker is not None
     task = await _running_task(app, row.id)
@@ -197,21 +199,35 @@ async def test_missed_notify_still_cancels_through_the_heartbeat(
 
 
 async def test_back_to_back_jobs_start_by_notify_not_by_poll(
-    app: App, fake_embedder: FakeEmbedder, tmp_path: Path, project_id: str
+    settings: Settings, fake_embedder: FakeEmbedder, tmp_path: Path, project_id: str
 ) -> None:
+    # Neither the safety-net sweep nor a rescue may be what starts jobs here: only the enqueue hint.
+    quiet = settings.model_copy(update={"worker_poll_interval_seconds": 120, "stale_job_seconds": 240})
+    app = App(quiet, embedder=fake_embedder)
+    await app.start()
+    try:
+        await _back_to_back(app, fake_embedder, tmp_path, project_id)
+    finally:
+        await app.close()
+
+
+async def _back_to_back(app: App, fake_embedder: FakeEmbedder, tmp_path: Path, project_id: str) -> None:
     pool = await _pool(app, project_id)
-    app.settings.worker_poll_interval_seconds = 120  # the safety-net poll must not be what starts jobs
+    project = (await app.resolver.resolve(project_id, None)).project
+    assert app.worker is not None
+    sweeps = app.worker.sweeps
     repo = make_python_repo(tmp_path / "repo", 3)
     fake_embedder.pause()  # every job runs until its cancel
     for _ in range(4):
-        row, created = await queries.create(
-            pool, IndexingJobCreate(repo_path=str(repo), repo_name="repo", project_id=project_id)
+        row, created = await app.enqueue(
+            project, IndexingJobCreate(repo_path=str(repo), repo_name="repo", project_id=project_id)
         )
         assert created
         await _wait_status(pool, row.id, "running", within=5)
         assert await queries.request_cancel(pool, row.id) is not None
         await _wait_status(pool, row.id, "cancelled", within=5)
         await _task_ended(app, row.id)
+    assert app.worker.sweeps == sweeps  # no sweep ran meanwhile: the hints did it all
 
 
 async def test_claim_records_the_backend_pid_and_the_task_name(app: App, tmp_path: Path, project_id: str) -> None:
@@ -244,7 +260,7 @@ async def test_running_job_names_its_task_and_its_connection(
     project = await app.registry.require(project_id)
     repo = make_python_repo(tmp_path / "repo", 3)
     fake_embedder.pause()  # the job is still running when the test cancels it
-    job, _ = await queries.create(pool, IndexingJobCreate(repo_path=str(repo), repo_name="repo", project_id=project_id))
+    job, _ = await app.enqueue(project, IndexingJobCreate(repo_path=str(repo), repo_name="repo", project_id=project_id))
     row = await _wait_status(pool, job.id, "running")
     assert app.worker is not None
     assert row.worker_id == app.worker.worker_id
@@ -264,7 +280,8 @@ async def test_graceful_stop_gives_running_jobs_back_to_the_queue(
     pool = await _pool(app, project_id)
     repo = make_python_repo(tmp_path / "repo", 3)
     fake_embedder.pause()  # the job is still running when the worker stops
-    job, _ = await queries.create(pool, IndexingJobCreate(repo_path=str(repo), repo_name="repo", project_id=project_id))
+    project = await app.registry.require(project_id)
+    job, _ = await app.enqueue(project, IndexingJobCreate(repo_path=str(repo), repo_name="repo", project_id=project_id))
     await _wait_status(pool, job.id, "running")
     assert app.worker is not None
     worker_id = app.worker.worker_id

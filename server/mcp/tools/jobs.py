@@ -52,10 +52,8 @@ def register(mcp: FastMCP, app: App) -> None:
             repo_path=str(path), repo_name=path.name or str(path), project_id=res.project.id,
             force_reindex=force_reindex,
         )  # fmt: skip
-        row, created = await queries.create(await app.pool(res.project), job)
+        row, created = await app.enqueue(res.project, job)  # hints every worker, wherever it runs
         jobs.remember(row.id, res.project)
-        if app.worker is not None:
-            app.worker.wake(res.project.database_name)
         message = (
             "Indexing job queued; follow it with watch_indexing or get_indexing_status"
             if created

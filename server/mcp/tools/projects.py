@@ -9,6 +9,7 @@ from fastmcp import Context, FastMCP
 from pydantic import AfterValidator, Field
 
 from server.app import App
+from server.jobs.paths import validate_directory
 from server.mcp.context import resolve_project, session_key
 from server.mcp.models import WorkingDirectoryResult
 from server.mcp.params import Text
@@ -34,8 +35,10 @@ def register(mcp: FastMCP, app: App) -> None:
     @mcp.tool
     async def set_working_directory(directory: Directory, ctx: Context) -> WorkingDirectoryResult:
         """Tell the server where this session works; its .codebase-mcp/config.json picks the project."""
+        # the same rules as repo_path: absolute, no '..', no control characters, inside ALLOWED_ROOTS
+        path = validate_directory(directory, allowed_roots=app.settings.allowed_roots)
         key = session_key(ctx) or "process"
-        resolved_dir = app.resolver.set_working_directory(key, Path(directory), process_wide=app.single_client)
+        resolved_dir = app.resolver.set_working_directory(key, path, process_wide=app.single_client)
         res = await resolve_project(app, ctx, None, create=True)
         return WorkingDirectoryResult(
             directory=str(resolved_dir),
