@@ -147,6 +147,35 @@ class Registry:
         log.info("provisioned project %s in database %s", project_id, database)
         return await self.require(project_id)
 
+    def forget(self, project_id: str) -> None:
+        """Drop a cached project (it was removed, possibly by another process)."""
+        self._known.pop(project_id, None)
+
+    async def remove(self, project_id: str) -> Project:
+        """Drop the project's database and delete its registry row; tells workers on `codebase_projects`.
+
+        Connections to the database (any process) are terminated. Callers check for active jobs first.
+        """
+        project = await self.require(project_id)
+        conn = await self._maintenance()
+        try:
+            await conn.execute("SELECT pg_advisory_lock($1)", _PROVISION_LOCK)
+            try:
+                name = quote_ident(validate_database_name(project.database_name))
+                await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+                pool = await self.cluster.registry_pool()
+                async with pool.acquire() as reg, reg.transaction():
+                    await reg.execute("DELETE FROM projects WHERE id = $1", project.id)
+                    payload = {"id": project.id, "database_name": project.database_name, "op": "delete"}
+                    await reg.execute("SELECT pg_notify('codebase_projects', $1)", json.dumps(payload))
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", _PROVISION_LOCK)
+        finally:
+            await conn.close()
+        self.forget(project.id)
+        log.info("removed project %s and its database %s", project.id, project.database_name)
+        return project
+
     async def _upgrade_project_db(self, database: str) -> None:
         dsn = self.cluster.dsn_for(validate_database_name(database))
         conn = await asyncpg.connect(dsn)

@@ -112,6 +112,7 @@ class Worker:
         self.slots = GlobalSlots(cluster.registry_dsn, settings.max_concurrent_indexing_jobs)
         self.running: dict[uuid.UUID, _Running] = {}
         self._projects: dict[str, Project] = {}  # database name → project
+        self._project_subs: dict[str, Subscription] = {}  # database name → its jobs subscription
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._subs: list[Subscription] = []
@@ -170,6 +171,7 @@ class Worker:
         self._projects[db] = project
         sub = await self.notifier.subscribe(self.cluster.dsn_for(db), JOBS_CHANNEL, maxsize=256)
         self._subs.append(sub)
+        self._project_subs[db] = sub
         self._track(asyncio.create_task(self._watch_jobs(db, sub), name=f"worker-jobs-{db}"))
         self.wake(db)
 
@@ -178,8 +180,24 @@ class Worker:
             await self._discover_projects()
 
     async def _discover_projects(self) -> None:
-        for project in await self.registry.list_projects():
+        projects = await self.registry.list_projects()
+        listed = {p.database_name for p in projects}
+        for db in [db for db in self._projects if db not in listed]:
+            await self._forget_project(db)
+        for project in projects:
             await self._add_project(project)
+
+    async def _forget_project(self, db: str) -> None:
+        """A removed project: stop listening to its (dropped) database."""
+        project = self._projects.pop(db)
+        self.registry.forget(project.id)
+        self._dirty.discard(db)
+        sub = self._project_subs.pop(db, None)
+        if sub is not None:
+            self._subs.remove(sub)
+            await sub.close()
+        await self.cluster.drop_pool(db)
+        log.info("project %s was removed; no longer serving %s", project.id, db)
 
     async def _watch_jobs(self, db: str, sub: Subscription) -> None:
         async for event in sub:
@@ -336,8 +354,12 @@ class Worker:
     async def maintain(self) -> None:
         """Rescue jobs of dead workers, fail overdue ones, delete expired history."""
         for db in list(self._projects):
-            pool = await self.cluster.pool(db)
-            dead = dead_local_workers(await queries.running_worker_ids(pool))
+            try:
+                pool = await self.cluster.pool(db)
+                dead = dead_local_workers(await queries.running_worker_ids(pool))
+            except asyncpg.InvalidCatalogNameError:  # dropped: the project was removed meanwhile
+                await self._discover_projects()
+                continue
             rescued = await queries.rescue_stale(
                 pool, stale_seconds=self.settings.stale_job_seconds, dead_workers=dead, max_attempts=MAX_ATTEMPTS
             )
