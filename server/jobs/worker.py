@@ -155,6 +155,11 @@ class Worker:
             await sub.close()
         await self.slots.close()
 
+    @property
+    def databases(self) -> frozenset[str]:
+        """The project databases this worker serves."""
+        return frozenset(self._projects)
+
     def _track(self, task: asyncio.Task[Any]) -> None:
         self._tasks.add(task)  # strong reference: never lose a task to garbage collection
         task.add_done_callback(self._tasks.discard)

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 
 from server.db.cluster import Cluster
 from server.db.registry import Project, Registry
+from server.errors import UserError
 from server.lifecycle import repositories
 from server.lifecycle.repositories import ROOT_LOCK_CLASS, Repository
 
 
-class ProjectBusyError(RuntimeError):
+class ProjectBusyError(UserError, RuntimeError):
     """The project has pending or running indexing: it cannot be removed now."""
 
 

@@ -21,21 +21,22 @@ from pathlib import Path
 import asyncpg
 
 from server.db.cluster import Conn
+from server.errors import UserError
 
 # First key of the two-key advisory locks on repository roots ("cbrp"); the second is hashtext(root).
 ROOT_LOCK_CLASS = 0x63627270
 ACTIVE_STATUSES = ("pending", "running")
 
 
-class RepositoryNotFoundError(LookupError):
+class RepositoryNotFoundError(UserError, LookupError):
     """No repository matches; the message lists the ones that exist."""
 
 
-class RepositoryBusyError(RuntimeError):
+class RepositoryBusyError(UserError, RuntimeError):
     """The repository is being indexed (or has a queued job): it cannot be removed now."""
 
 
-class OverlappingRepositoryError(ValueError):
+class OverlappingRepositoryError(UserError, ValueError):
     """The root lies inside an indexed repository, or contains one."""
 
 
