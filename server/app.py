@@ -163,6 +163,11 @@ class App:
         if self._owns_embedder:
             await self.embedder.aclose()
 
+    async def check_repository_root(self, project: Project, repo_path: Path) -> None:
+        """Refuse a root inside or around an indexed repository of the project (OverlappingRepositoryError)."""
+        pool = await self.require_cluster().pool(project.database_name)
+        await repositories.check_no_overlap(pool, repo_path.resolve(), project.id)
+
     async def index(
         self,
         project: Project,
@@ -176,7 +181,7 @@ class App:
         await self.registry.check_embedder(project)
         pool = await self.pool(project)
         root = repo_path.resolve()
-        await repositories.check_no_overlap(pool, root, project.id)
+        await self.check_repository_root(project, root)
         lock = await self.cluster.connect(project.database_name)  # its lock ends with the connection
         try:
             await repositories.hold_indexing_lock(lock, root)
