@@ -10,7 +10,7 @@ import pytest
 from server.commands.common import EXIT_UNAVAILABLE, EXIT_USAGE, exit_code_for, user_error_in
 from server.db.cluster import DatabaseUnavailableError, describe_server, unavailable
 from server.db.registry import UnknownProjectError
-from server.search.engine import SearchError
+from server.search.request import SearchError
 
 pytestmark = pytest.mark.unit
 

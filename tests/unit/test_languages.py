@@ -10,7 +10,7 @@ from server.indexer.languages import (
     is_code,
     language_from_shebang,
 )
-from server.search.engine import SearchError, SearchRequest
+from server.search.request import SearchError, SearchRequest
 
 
 @pytest.mark.parametrize(
