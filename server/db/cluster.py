@@ -55,9 +55,14 @@ def unavailable(dsn: str, exc: BaseException, *, source: str) -> DatabaseUnavail
         reason = exc.strerror  # e.g. "Name or service not known"
     else:
         reason = str(exc) or type(exc).__name__
+    if isinstance(exc, asyncpg.InvalidPasswordError | asyncpg.InvalidAuthorizationSpecificationError):
+        advice = "Check the user and password in the URL"
+    elif isinstance(exc, asyncpg.InvalidCatalogNameError):
+        advice = "Check the database name in the URL (codebase-mcp creates its own databases next to it)"
+    else:
+        advice = "Start that server or fix the URL; unset DATABASE_URL to use the embedded PostgreSQL"
     return DatabaseUnavailableError(
-        f"cannot connect to PostgreSQL at {describe_server(dsn)} ({source}): {reason.rstrip('.')}. "
-        "Start that server or fix the URL; unset DATABASE_URL to use the embedded PostgreSQL"
+        f"cannot connect to PostgreSQL at {describe_server(dsn)} ({source}): {reason.rstrip('.')}. {advice}"
     )
 
 

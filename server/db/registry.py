@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 
@@ -48,12 +49,42 @@ class Project:
         )
 
 
-async def _create_database(conn: asyncpg.Connection, name: str) -> bool:
+class ProvisioningError(UserError, RuntimeError):
+    """A database or the pgvector extension cannot be created; the message says what to change on the server."""
+
+
+def _role(dsn: str) -> str:
+    return urlsplit(dsn).username or "the role in DATABASE_URL"
+
+
+async def _create_database(conn: asyncpg.Connection, name: str, dsn: str) -> bool:
     try:
         await conn.execute(f"CREATE DATABASE {quote_ident(name)}")
         return True
     except asyncpg.DuplicateDatabaseError:
         return False
+    except asyncpg.InsufficientPrivilegeError as exc:
+        role = _role(dsn)
+        raise ProvisioningError(
+            f"{role} may not create database {name} ({exc}); codebase-mcp keeps a registry database and one "
+            f"database per project: as a superuser, run ALTER ROLE {role} CREATEDB"
+        ) from exc
+
+
+async def _create_vector_extension(conn: asyncpg.Connection, database: str, dsn: str) -> None:
+    try:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    except asyncpg.InsufficientPrivilegeError as exc:
+        raise ProvisioningError(
+            f"{_role(dsn)} may not create the pgvector extension in database {database} ({exc}); pgvector is not "
+            "a trusted extension: as a superuser, run CREATE EXTENSION vector in database template1 once (every "
+            "database created later has it), or connect as a superuser"
+        ) from exc
+    except (asyncpg.FeatureNotSupportedError, asyncpg.UndefinedFileError) as exc:
+        raise ProvisioningError(
+            f"the PostgreSQL server has no pgvector extension ({exc}); install it on the server (Debian/Ubuntu: "
+            "apt install postgresql-<major>-pgvector; see https://github.com/pgvector/pgvector#installation)"
+        ) from exc
 
 
 class Registry:
@@ -78,7 +109,7 @@ class Registry:
                 if self.cluster.registry_dsn == with_database(
                     self.cluster.server_dsn, database_of(self.cluster.registry_dsn)
                 ):
-                    await _create_database(conn, database_of(self.cluster.registry_dsn))
+                    await _create_database(conn, database_of(self.cluster.registry_dsn), self.cluster.server_dsn)
                 await migrations.upgrade(self.cluster.registry_dsn, "registry")
             finally:
                 await conn.execute("SELECT pg_advisory_unlock($1)", _PROVISION_LOCK)
@@ -126,8 +157,13 @@ class Registry:
         try:
             await conn.execute("SELECT pg_advisory_lock($1)", _PROVISION_LOCK)
             try:
-                await _create_database(conn, database)
-                await self._upgrade_project_db(database)
+                created = await _create_database(conn, database, self.cluster.server_dsn)
+                try:
+                    await self._upgrade_project_db(database)
+                except BaseException:
+                    if created:  # leave nothing half-made behind: the next attempt starts clean
+                        await conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(database)} WITH (FORCE)")
+                    raise
                 pool = await self.cluster.registry_pool()
                 meta = {"embedder": self.embedder_name, "embedding_dim": self.embedding_dim}
                 await pool.execute(
@@ -180,7 +216,7 @@ class Registry:
         dsn = self.cluster.dsn_for(validate_database_name(database))
         conn = await asyncpg.connect(dsn)
         try:
-            await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            await _create_vector_extension(conn, database, dsn)
             has_config = await conn.fetchval("SELECT to_regclass('project_config') IS NOT NULL")
             dim = self.embedding_dim
             if has_config:

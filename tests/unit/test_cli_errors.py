@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import socket
 
+import asyncpg
 import pytest
 
 from server.commands.common import EXIT_UNAVAILABLE, EXIT_USAGE, exit_code_for, user_error_in
@@ -62,3 +63,11 @@ def test_the_reason_is_the_plain_os_message() -> None:
     assert ": Name or service not known." in str(lookup)
     assert ": timed out." in str(unavailable(dsn, TimeoutError(), source="DATABASE_URL"))
     assert "unset DATABASE_URL to use the embedded PostgreSQL" in str(refused)
+
+
+def test_the_advice_fits_the_failure() -> None:
+    dsn = "postgresql://alice@db:5432/postgres"
+    role = unavailable(dsn, asyncpg.InvalidAuthorizationSpecificationError('role "alice" does not exist'), source="X")
+    assert str(role).endswith(': role "alice" does not exist. Check the user and password in the URL')
+    missing = unavailable(dsn, asyncpg.InvalidCatalogNameError('database "postgres" does not exist'), source="X")
+    assert "Check the database name in the URL" in str(missing)
