@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 
@@ -26,7 +27,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     mcp = build_server(app)
     if args.transport == "stdio":
         if sys.stdin.isatty():  # a person at a terminal, not an MCP client: say what is going on
-            print(STDIO_HINT.format(exe=sys.argv[0] or "codebase-mcp"), file=sys.stderr)
+            exe = os.path.abspath(sys.argv[0]) if sys.argv[0].endswith("codebase-mcp") else "codebase-mcp"
+            print(STDIO_HINT.format(exe=exe), file=sys.stderr)
         mcp.run(show_banner=False)
         return 0
     import uvicorn
