@@ -165,7 +165,7 @@ class App:
 
     async def check_repository_root(self, project: Project, repo_path: Path) -> None:
         """Refuse a root inside or around an indexed repository of the project (OverlappingRepositoryError)."""
-        pool = await self.require_cluster().pool(project.database_name)
+        pool = await self.pool(project)
         await repositories.check_no_overlap(pool, repo_path.resolve(), project.id)
 
     async def index(
