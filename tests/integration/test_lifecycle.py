@@ -123,11 +123,11 @@ async def test_remove_is_refused_while_a_job_is_active_or_a_run_holds_the_root(
     await app.worker.stop()  # the job stays pending
     app.worker = None
     job, _ = await queries.create(pool, IndexingJobCreate(repo_path=str(repo), repo_name="repo", project_id=project.id))
-    with pytest.raises(RepositoryBusyError, match=f"active indexing job {job['id']} \\(pending\\)"):
+    with pytest.raises(RepositoryBusyError, match=f"active indexing job {job.id} \\(pending\\)"):
         await repositories.remove(pool, "repo")
     listed = await repositories.list_repositories(pool)
-    assert listed[0].active_job_id == job["id"] and listed[0].active_job_status == "pending"
-    await queries.request_cancel(pool, job["id"])
+    assert listed[0].active_job_id == job.id and listed[0].active_job_status == "pending"
+    await queries.request_cancel(pool, job.id)
 
     holder = await app.cluster.connect(project.database_name)  # what every indexing run holds
     try:
@@ -207,7 +207,7 @@ async def test_remove_project_is_refused_while_it_has_an_active_job(app: App, tm
     app.worker = None
     pool = await _pool(app, project)
     job, _ = await queries.create(pool, IndexingJobCreate(repo_path=str(repo), repo_name="repo", project_id=project.id))
-    with pytest.raises(ProjectBusyError, match=f"1 active indexing job: {job['id']} \\(pending, {repo}\\)"):
+    with pytest.raises(ProjectBusyError, match=f"1 active indexing job: {job.id} \\(pending, {repo}\\)"):
         await project_lifecycle.remove(app.cluster, app.registry, project.id)
     assert await app.registry.get(project.id) is not None
     assert await pool.fetchval("SELECT count(*) FROM indexing_jobs") == 1
