@@ -11,22 +11,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from server.commands.common import print_warning, started_app, stderr_console
-from server.indexer.pipeline import IndexResult
 from server.indexer.pipeline import Progress as IndexProgress
 from server.jobs.paths import validate_repo_path
+from server.lifecycle.repositories import empty_repository_warning
 from server.settings import Settings
-
-
-def empty_repository_warning(path: Path, result: IndexResult) -> str | None:
-    """Said when a run found nothing to index: the repository would silently never match a search."""
-    if result.files_scanned > 0:
-        return None
-    skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(result.files_skipped.items()) if n)
-    why = f"skipped: {skipped}" if skipped else "no files at all"
-    return (
-        f"no indexable files in {path} ({why}); nothing is searchable. Check the path, .gitignore and "
-        ".codebase-mcp/ignore, and MAX_FILE_SIZE_BYTES"
-    )
 
 
 async def _index(args: argparse.Namespace, settings: Settings) -> int:

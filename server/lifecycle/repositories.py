@@ -22,6 +22,7 @@ import asyncpg
 
 from server.db.cluster import Conn
 from server.errors import UserError
+from server.indexer.pipeline import IndexResult
 
 # First key of the two-key advisory locks on repository roots ("cbrp"); the second is hashtext(root).
 ROOT_LOCK_CLASS = 0x63627270
@@ -193,4 +194,16 @@ async def active_jobs(conn: Conn | asyncpg.Pool) -> list[asyncpg.Record]:
     """Pending and running jobs of the project (id, status, repo_path)."""
     return await conn.fetch(
         "SELECT id, status, repo_path FROM indexing_jobs WHERE status IN ('pending', 'running') ORDER BY created_at"
+    )
+
+
+def empty_repository_warning(path: Path, result: IndexResult) -> str | None:
+    """Said when a run found nothing to index: the repository would silently never match a search."""
+    if result.files_scanned > 0:
+        return None
+    skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(result.files_skipped.items()) if n)
+    why = f"skipped: {skipped}" if skipped else "no files at all"
+    return (
+        f"no indexable files in {path} ({why}); nothing is searchable. Check the path, .gitignore and "
+        ".codebase-mcp/ignore, and MAX_FILE_SIZE_BYTES"
     )
