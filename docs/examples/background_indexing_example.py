@@ -150,6 +150,9 @@ async def main() -> int:
             job = await runs[name](client, repo, args.project)
             if job["status"] == "failed":
                 failed.append(name)
+        listed = await call(client, "list_repositories", project_id=args.project)
+        for repo in listed["repositories"]:  # what the project holds now
+            print(f"repository {repo['name']} ({repo['root_path']}): {repo['files']} files, {repo['chunks']} chunks")
     return 1 if failed else 0
 
 

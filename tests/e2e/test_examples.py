@@ -51,6 +51,7 @@ async def test_example_runs_against_a_temporary_repository(
         assert re.search(r"^\[watch\] final: completed\s+100%  31/31 files", out, re.M), out
         assert re.search(r"^\[fire-and-forget\] search meanwhile: \d+ results", out, re.M), out
         assert re.search(r"^\[fire-and-forget\] later: completed\s+100%", out, re.M), out
+        assert re.search(rf"^repository repo \({re.escape(str(repo))}\): 31 files, \d+ chunks$", out, re.M), out
 
 
 async def test_the_example_picks_the_project_from_the_working_directory(
