@@ -12,8 +12,7 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,14 +63,6 @@ async def recording_proxy() -> AsyncIterator[RecordingProxy]:
     finally:
         server.close()
         await server.wait_closed()
-
-
-@pytest.fixture
-def data_dir() -> Iterator[Path]:
-    """The embedded server's data, outside pytest's tmp tree: as root the server runs as another user,
-    and a concurrent pytest run resets /tmp/pytest-of-<user> to mode 0700, locking that user out."""
-    with tempfile.TemporaryDirectory(prefix="cbmcp-quiet-") as tmp:
-        yield Path(tmp)
 
 
 def offline_env(tmp_path: Path, proxy: RecordingProxy, data_dir: Path | None = None) -> dict[str, str]:
@@ -135,9 +126,9 @@ async def _some(items: list[str]) -> bool:
     return bool(items)
 
 
-async def test_stdio_serve_is_silent_on_stderr_and_never_goes_online(tmp_path: Path, data_dir: Path) -> None:
+async def test_stdio_serve_is_silent_on_stderr_and_never_goes_online(tmp_path: Path, server_data_dir: Path) -> None:
     async with recording_proxy() as proxy:
-        env = offline_env(tmp_path, proxy, data_dir)
+        env = offline_env(tmp_path, proxy, server_data_dir)
         repo = make_python_repo(tmp_path / "repo", 3)
         stderr_log = tmp_path / "stderr.log"
         try:
