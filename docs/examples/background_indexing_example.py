@@ -127,7 +127,7 @@ async def fire_and_forget(client: Client[Any], repo: Path, project: str | None) 
             break
         await asyncio.sleep(1.0)
     jobs = await call(client, "list_indexing_jobs", project_id=project, limit=5)
-    job = next(j for j in jobs["jobs"] if j["job_id"] == started["job_id"])
+    job: dict[str, Any] = next(j for j in jobs["jobs"] if j["job_id"] == started["job_id"])
     print(f"[fire-and-forget] later: {show(job)}")
     return job
 

@@ -14,8 +14,6 @@ from server.mcp.models import JobList, RemovedRepository, RepositoryList, StartI
 from server.mcp.server import build_server
 from tests.repos import make_python_repo
 
-pytestmark = pytest.mark.contract
-
 
 async def _list(client: Client[Any], project_id: str) -> RepositoryList:
     result = await client.call_tool("list_repositories", {"project_id": project_id})

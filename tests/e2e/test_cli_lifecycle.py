@@ -7,11 +7,8 @@ import uuid
 from pathlib import Path
 
 import asyncpg
-import pytest
 
 from tests.e2e.test_cli import _cli, _repo
-
-pytestmark = pytest.mark.e2e
 
 
 async def _database_exists(dsn: str, name: str) -> bool:

@@ -14,8 +14,6 @@ import pytest
 from tests.e2e.conftest import ROOT
 from tests.repos import make_python_repo
 
-pytestmark = pytest.mark.e2e
-
 EXAMPLES = sorted((ROOT / "docs" / "examples").glob("*.py"))
 
 

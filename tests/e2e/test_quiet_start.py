@@ -18,13 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from server.mcp.models import HealthReport
 from tests.e2e.conftest import CHILD_ENV, ROOT, stdio_client, wait_for
 from tests.repos import make_python_repo
-
-pytestmark = pytest.mark.e2e
 
 NETAUDIT = Path(__file__).parent / "netaudit"
 ONNX_UPLOAD_DELAY_SECONDS = 15

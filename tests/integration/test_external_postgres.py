@@ -15,8 +15,6 @@ from server.db.registry import ProvisioningError
 from server.embeddings import Embedder
 from server.settings import Settings
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 async def superuser(pg_server: RunningServer) -> AsyncIterator[asyncpg.Connection]:

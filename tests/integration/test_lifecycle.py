@@ -19,8 +19,6 @@ from server.lifecycle.projects import ProjectBusyError
 from server.lifecycle.repositories import OverlappingRepositoryError, RepositoryBusyError, RepositoryNotFoundError
 from tests.repos import make_python_repo
 
-pytestmark = pytest.mark.integration
-
 
 async def _project(app: App, project_id: str) -> Project:
     return (await app.resolver.resolve(project_id, None, create=True)).project

@@ -13,8 +13,6 @@ from server.db.cluster import DatabaseUnavailableError, describe_server, unavail
 from server.db.registry import UnknownProjectError
 from server.search.request import SearchError
 
-pytestmark = pytest.mark.unit
-
 
 def test_user_errors_are_found_inside_exception_groups_and_causes() -> None:
     clear = DatabaseUnavailableError("cannot connect")
