@@ -43,7 +43,8 @@ async def test_example_runs_against_a_temporary_repository(
         out = done.stdout
         assert re.search(r"^\[cancel\] cancelled: Cancelled", out, re.M), out
         assert re.search(r"^\[cancel\] final: cancelled\s", out, re.M), out
-        assert re.search(r"^\[poll\] completed\s+100%  31/31 files, \d+ chunks", out, re.M), out
+        # what the cancelled run stored is kept, so this run may find some files already indexed
+        assert re.search(r"^\[poll\] completed\s+100%  \d+/31 files, \d+ chunks", out, re.M), out
         watched = [float(m) for m in re.findall(r"^\[watch\]\s+([\d.]+)/100", out, re.M)]
         assert len(watched) >= 2 and watched == sorted(watched) and watched[-1] == 100, out
         assert re.search(r"^\[watch\] final: completed\s+100%  31/31 files", out, re.M), out
