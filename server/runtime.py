@@ -35,6 +35,17 @@ def quiet_libraries() -> None:
         fastmcp.settings.show_server_banner = False
 
 
+class QuantizerAdviceFilter(logging.Filter):
+    """Drops the advice onnxruntime's quantisation tools log on the *root* logger (e.g. "Please consider
+    to run pre-processing before quantization") while the fast embedding model is derived on a first
+    start: it is meant for model authors, and would be the only line on a new user's stderr."""
+
+    _WHERE = f"{os.sep}onnxruntime{os.sep}quantization{os.sep}"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.WARNING or self._WHERE not in record.pathname
+
+
 def setup_logging(settings: Settings) -> None:
     """Logs at LOG_LEVEL (WARNING by default) to LOG_FILE, else stderr; Python warnings included."""
     handler: logging.Handler
@@ -50,6 +61,9 @@ def setup_logging(settings: Settings) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(settings.log_level)
+    for old_filter in [f for f in root.filters if isinstance(f, QuantizerAdviceFilter)]:
+        root.removeFilter(old_filter)
+    root.addFilter(QuantizerAdviceFilter())  # a logger filter: only records logged on the root logger itself
     for name in CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     logging.captureWarnings(True)  # a library's warning goes where the logs go, not always to stderr
