@@ -13,7 +13,8 @@ from pathlib import Path
 import asyncpg
 
 from listener import Notifier
-from server.db.cluster import Cluster
+from server.db.cluster import CONNECT_ERRORS, Cluster, DatabaseUnavailableError, unavailable
+from server.db.embedded import EmbeddedPostgresError
 from server.db.keeper import EmbeddedKeeper
 from server.db.registry import Project, Registry
 from server.embeddings import Embedder, EmbeddingError, StaticEmbedder, create_embedder
@@ -22,6 +23,7 @@ from server.jobs import queries
 from server.jobs.models import IndexingJobCreate, JobRow
 from server.jobs.paths import RepoPathError, confirm_root
 from server.jobs.worker import JobRun, Worker
+from server.lifecycle import repositories
 from server.projects import ProjectResolver
 from server.settings import Settings
 
@@ -37,6 +39,39 @@ class AppNotStartedError(RuntimeError):
 
     def __init__(self, part: str) -> None:
         super().__init__(f"App.{part} is not available before App.start()")
+
+
+def _dsn_source(settings: Settings) -> str:
+    source = "DATABASE_URL" if settings.database_url else "embedded"
+    return source + (" / REGISTRY_DATABASE_URL" if settings.registry_database_url else "")
+
+
+async def open_cluster(settings: Settings) -> Cluster:
+    """The configured PostgreSQL (the embedded one is started if need be), or DatabaseUnavailableError."""
+    try:
+        return await asyncio.to_thread(Cluster.from_settings, settings)
+    except EmbeddedPostgresError as exc:
+        raise DatabaseUnavailableError(f"the embedded PostgreSQL did not start: {exc}") from exc
+
+
+async def check_database(settings: Settings) -> None:
+    """One connection to the configured server, or one clear DatabaseUnavailableError (pre-flight)."""
+    cluster = await open_cluster(settings)
+    try:
+        conn = await asyncpg.connect(cluster.server_dsn, timeout=30)
+    except CONNECT_ERRORS as exc:
+        raise unavailable(cluster.server_dsn, exc, source=_dsn_source(settings)) from exc
+    await conn.close()
+
+
+async def _close_quietly(conn: asyncpg.Connection) -> None:
+    try:
+        await conn.close(timeout=5)
+    except (OSError, TimeoutError, asyncpg.InterfaceError):
+        conn.terminate()
+    except asyncio.CancelledError:
+        conn.terminate()
+        raise
 
 
 class App:
@@ -90,7 +125,7 @@ class App:
         return await self.cluster.pool(project.database_name)
 
     async def start(self, *, workers: bool | None = None) -> None:
-        self._cluster = await asyncio.to_thread(Cluster.from_settings, self.settings)  # may start PostgreSQL
+        self._cluster = await open_cluster(self.settings)  # may start PostgreSQL
         cluster = self._cluster
 
         async def listen_connection(dsn: str) -> asyncpg.Connection:  # within the process's budget
@@ -105,7 +140,10 @@ class App:
             cluster, embedder_name=self.embedder.name, embedding_dim=dimension,
             max_projects=self.settings.max_projects,
         )  # fmt: skip
-        await self._registry.ensure_ready()
+        try:
+            await self._registry.ensure_ready()
+        except CONNECT_ERRORS as exc:
+            raise unavailable(cluster.server_dsn, exc, source=_dsn_source(self.settings)) from exc
         self._resolver = ProjectResolver(
             self._registry,
             default_project=self.settings.default_project,
@@ -146,6 +184,11 @@ class App:
         if self._owns_embedder:
             await self.embedder.aclose()
 
+    async def check_repository_root(self, project: Project, repo_path: Path) -> None:
+        """Refuse a root inside or around an indexed repository of the project (OverlappingRepositoryError)."""
+        pool = await self.pool(project)
+        await repositories.check_no_overlap(pool, repo_path.resolve(), project.id)
+
     async def index(
         self,
         project: Project,
@@ -164,17 +207,23 @@ class App:
         repo_path = await asyncio.to_thread(confirm_root, repo_path, allowed_roots=roots)
         await self.registry.check_embedder(project)
         pool = await self.pool(project)
-        result = await index_repository(
-            repo_path,
-            name or repo_path.name,
-            pool,
-            self.embedder,
-            force_reindex=force_reindex,
-            progress_callback=progress,
-            max_file_size=self.settings.max_file_size_bytes,
-            static_tier=self.static_embedder is not None,
-            max_repo_bytes=int(self.settings.max_repo_size_gb * 1e9),
-        )
+        await self.check_repository_root(project, repo_path)
+        lock = await self.cluster.connect(project.database_name)  # its lock ends with the connection
+        try:
+            await repositories.hold_indexing_lock(lock, repo_path)
+            result = await index_repository(
+                repo_path,
+                name or repo_path.name,
+                pool,
+                self.embedder,
+                force_reindex=force_reindex,
+                progress_callback=progress,
+                max_file_size=self.settings.max_file_size_bytes,
+                static_tier=self.static_embedder is not None,
+                max_repo_bytes=int(self.settings.max_repo_size_gb * 1e9),
+            )
+        finally:
+            await _close_quietly(lock)
         try:
             await asyncio.to_thread(confirm_root, repo_path, allowed_roots=roots)
         except RepoPathError as exc:

@@ -10,6 +10,8 @@ import platformdirs
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
 
 def _default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("codebase-mcp"))
@@ -91,11 +93,24 @@ class Settings(BaseSettings):
         default_factory=list, description="Browser origins accepted besides http://localhost etc. on the port."
     )
 
-    log_level: str = "INFO"
     debug: bool = Field(
         default=False,
         description="Show failed jobs' tracebacks and internal errors' type and message to clients.",
     )
+
+    # --- logs ---
+    log_level: Annotated[str, Field(description="DEBUG, INFO, WARNING (default), ERROR or CRITICAL")] = "WARNING"
+    log_file: Path | None = Field(default=None, description="Append logs to this file instead of stderr.")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _known_level(cls, value: object) -> object:
+        if isinstance(value, str):
+            level = value.strip().upper()
+            if level not in LOG_LEVELS:
+                raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
+            return level
+        return value
 
     @field_validator("allowed_roots", mode="before")
     @classmethod

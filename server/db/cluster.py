@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -15,6 +16,7 @@ from asyncpg.pool import PoolConnectionProxy
 from server.db.budget import ConnectionBudget
 from server.db.embedded import EmbeddedPostgres
 from server.db.names import REGISTRY_DATABASE
+from server.errors import UserError
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -23,6 +25,51 @@ DEFAULT_MAX_CONNECTIONS = 40
 
 # A connection of our own or one borrowed from a pool: SQL helpers accept either.
 Conn = asyncpg.Connection | PoolConnectionProxy
+
+# What a failed connection attempt raises: refused/unresolvable host, bad DSN, bad role, password or
+# database, a server that is starting or full, a timeout.
+CONNECT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
+    asyncpg.InvalidAuthorizationSpecificationError, asyncpg.InvalidPasswordError, asyncpg.InvalidCatalogNameError,
+    asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError,
+)  # fmt: skip
+
+
+class DatabaseUnavailableError(UserError, RuntimeError):
+    """PostgreSQL cannot be reached or refuses us; the message says which server and what to check."""
+
+
+def describe_server(dsn: str) -> str:
+    """`host:port/database` of a DSN, without user or password (also for Unix-socket DSNs)."""
+    parts = urlsplit(dsn)
+    host = parts.hostname or ""
+    port = parts.port
+    if not host:  # postgresql://user@/db?host=/path/to/socket&port=5432
+        query = dict(q.split("=", 1) for q in parts.query.split("&") if "=" in q)
+        host = unquote(query.get("host", "")) or "localhost"
+        port = int(query["port"]) if query.get("port", "").isdigit() else port
+    return f"{host}{f':{port}' if port else ''}/{database_of(dsn)}"
+
+
+def unavailable(dsn: str, exc: BaseException, *, source: str) -> DatabaseUnavailableError:
+    """One clear line for a failed connection: which server, why, and what to do."""
+    if isinstance(exc, TimeoutError):
+        reason = "timed out"
+    elif isinstance(exc, OSError) and exc.errno is not None and exc.errno > 0:
+        reason = os.strerror(exc.errno)  # "Connection refused", not asyncpg's "Connect call failed (...)"
+    elif isinstance(exc, OSError) and exc.strerror:
+        reason = exc.strerror  # e.g. "Name or service not known"
+    else:
+        reason = str(exc) or type(exc).__name__
+    if isinstance(exc, asyncpg.InvalidPasswordError | asyncpg.InvalidAuthorizationSpecificationError):
+        advice = "Check the user and password in the URL"
+    elif isinstance(exc, asyncpg.InvalidCatalogNameError):
+        advice = "Check the database name in the URL (codebase-mcp creates its own databases next to it)"
+    else:
+        advice = "Start that server or fix the URL; unset DATABASE_URL to use the embedded PostgreSQL"
+    return DatabaseUnavailableError(
+        f"cannot connect to PostgreSQL at {describe_server(dsn)} ({source}): {reason.rstrip('.')}. {advice}"
+    )
 
 
 def with_database(dsn: str, database: str) -> str:

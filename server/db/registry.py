@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 
@@ -52,12 +53,42 @@ class Project:
         )
 
 
-async def _create_database(conn: asyncpg.Connection, name: str) -> bool:
+class ProvisioningError(UserError, RuntimeError):
+    """A database or the pgvector extension cannot be created; the message says what to change on the server."""
+
+
+def _role(dsn: str) -> str:
+    return urlsplit(dsn).username or "the role in DATABASE_URL"
+
+
+async def _create_database(conn: asyncpg.Connection, name: str, dsn: str) -> bool:
     try:
         await conn.execute(f"CREATE DATABASE {quote_ident(name)}")
         return True
     except asyncpg.DuplicateDatabaseError:
         return False
+    except asyncpg.InsufficientPrivilegeError as exc:
+        role = _role(dsn)
+        raise ProvisioningError(
+            f"{role} may not create database {name} ({exc}); codebase-mcp keeps a registry database and one "
+            f"database per project: as a superuser, run ALTER ROLE {role} CREATEDB"
+        ) from exc
+
+
+async def _create_vector_extension(conn: asyncpg.Connection, database: str, dsn: str) -> None:
+    try:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    except asyncpg.InsufficientPrivilegeError as exc:
+        raise ProvisioningError(
+            f"{_role(dsn)} may not create the pgvector extension in database {database} ({exc}); pgvector is not "
+            "a trusted extension: as a superuser, run CREATE EXTENSION vector in database template1 once (every "
+            "database created later has it), or connect as a superuser"
+        ) from exc
+    except (asyncpg.FeatureNotSupportedError, asyncpg.UndefinedFileError) as exc:
+        raise ProvisioningError(
+            f"the PostgreSQL server has no pgvector extension ({exc}); install it on the server (Debian/Ubuntu: "
+            "apt install postgresql-<major>-pgvector; see https://github.com/pgvector/pgvector#installation)"
+        ) from exc
 
 
 class Registry:
@@ -85,7 +116,7 @@ class Registry:
                 if self.cluster.registry_dsn == with_database(
                     self.cluster.server_dsn, database_of(self.cluster.registry_dsn)
                 ):
-                    await _create_database(conn, database_of(self.cluster.registry_dsn))
+                    await _create_database(conn, database_of(self.cluster.registry_dsn), self.cluster.server_dsn)
                 await migrations.upgrade(self.cluster.registry_dsn, "registry")
             finally:
                 await conn.execute("SELECT pg_advisory_unlock($1)", _PROVISION_LOCK)
@@ -143,8 +174,13 @@ class Registry:
                         f"projects (MAX_PROJECTS={self.max_projects}); use an existing project_id or raise "
                         "MAX_PROJECTS"
                     )
-                await _create_database(conn, database)
-                await self._upgrade_project_db(database)
+                created = await _create_database(conn, database, self.cluster.server_dsn)
+                try:
+                    await self._upgrade_project_db(database)
+                except BaseException:
+                    if created:  # leave nothing half-made behind: the next attempt starts clean
+                        await conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(database)} WITH (FORCE)")
+                    raise
                 meta = {"embedder": self.embedder_name, "embedding_dim": self.embedding_dim}
                 await pool.execute(
                     """
@@ -163,11 +199,40 @@ class Registry:
         log.info("provisioned project %s in database %s", project_id, database)
         return await self.require(project_id)
 
+    def forget(self, project_id: str) -> None:
+        """Drop a cached project (it was removed, possibly by another process)."""
+        self._known.pop(project_id, None)
+
+    async def remove(self, project_id: str) -> Project:
+        """Drop the project's database and delete its registry row; tells workers on `codebase_projects`.
+
+        Connections to the database (any process) are terminated. Callers check for active jobs first.
+        """
+        project = await self.require(project_id)
+        conn = await self._maintenance()
+        try:
+            await conn.execute("SELECT pg_advisory_lock($1)", _PROVISION_LOCK)
+            try:
+                name = quote_ident(validate_database_name(project.database_name))
+                await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+                pool = await self.cluster.registry_pool()
+                async with pool.acquire() as reg, reg.transaction():
+                    await reg.execute("DELETE FROM projects WHERE id = $1", project.id)
+                    payload = {"id": project.id, "database_name": project.database_name, "op": "delete"}
+                    await reg.execute("SELECT pg_notify('codebase_projects', $1)", json.dumps(payload))
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", _PROVISION_LOCK)
+        finally:
+            await conn.close()
+        self.forget(project.id)
+        log.info("removed project %s and its database %s", project.id, project.database_name)
+        return project
+
     async def _upgrade_project_db(self, database: str) -> None:
         dsn = self.cluster.dsn_for(validate_database_name(database))
         conn = await self.cluster.connect_dsn(dsn, application_name="codebase-mcp-ddl")
         try:
-            await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            await _create_vector_extension(conn, database, dsn)
             has_config = await conn.fetchval("SELECT to_regclass('project_config') IS NOT NULL")
             dim = self.embedding_dim
             if has_config:

@@ -130,3 +130,23 @@ def language_from_shebang(head: bytes) -> str | None:
 def is_code(language: str | None) -> bool:
     """True for programming languages (as opposed to prose, configuration and data)."""
     return language is not None and (language in TREE_SITTER_LANGUAGES or language in _OTHER_CODE)
+
+
+# Every language a chunk can be stored with ("text": files no rule recognises).
+KNOWN_LANGUAGES: frozenset[str] = frozenset(
+    {*TREE_SITTER_LANGUAGES, *_OTHER_CODE, *_EXTENSIONS.values(), *_FILENAMES.values(), *_INTERPRETERS.values(), "text"}
+)
+# What people type for a language filter → the stored name.
+LANGUAGE_ALIASES: dict[str, str] = {
+    "py": "python", "python3": "python", "js": "javascript", "node": "javascript", "ts": "typescript",
+    "golang": "go", "rs": "rust", "c++": "cpp", "cxx": "cpp", "c#": "csharp", "cs": "csharp", "rb": "ruby",
+    "kt": "kotlin", "sh": "bash", "shell": "bash", "zsh": "bash", "md": "markdown", "yml": "yaml",
+    "objc": "objective-c", "docker": "dockerfile", "make": "makefile", "txt": "text",
+}  # fmt: skip
+
+
+def canonical_language(name: str) -> str | None:
+    """The stored language name for a filter value (`py`, `Python`, `c++` ...), or None if unknown."""
+    key = name.strip().lower()
+    key = LANGUAGE_ALIASES.get(key, key)
+    return key if key in KNOWN_LANGUAGES else None

@@ -170,6 +170,11 @@ class Worker:
             await sub.close()
         await self.slots.close()
 
+    @property
+    def databases(self) -> frozenset[str]:
+        """The project databases this worker serves."""
+        return frozenset(self._projects)
+
     def _track(self, task: asyncio.Task[Any]) -> None:
         self._tasks.add(task)  # strong reference: never lose a task to garbage collection
         task.add_done_callback(self._tasks.discard)
@@ -189,8 +194,20 @@ class Worker:
             await self._discover_projects()
 
     async def _discover_projects(self) -> None:
-        for project in await self.registry.list_projects():
+        projects = await self.registry.list_projects()
+        listed = {p.database_name for p in projects}
+        for db in [db for db in self._projects if db not in listed]:
+            await self._forget_project(db)
+        for project in projects:
             await self._add_project(project)
+
+    async def _forget_project(self, db: str) -> None:
+        """A removed project: forget it and its (dropped) database's pool."""
+        project = self._projects.pop(db)
+        self.registry.forget(project.id)
+        self._dirty.discard(db)
+        await self.cluster.drop_pool(db)
+        log.info("project %s was removed; no longer serving %s", project.id, db)
 
     async def _watch_hints(self, sub: Subscription) -> None:
         async for event in sub:
@@ -355,6 +372,8 @@ class Worker:
                 return
             try:
                 await self._sweep_one(db)
+            except asyncpg.InvalidCatalogNameError:  # dropped: the project was removed meanwhile
+                await self._discover_projects()
             except _DB_ERRORS as exc:
                 log.warning("sweep of %s failed: %r", db, exc)
         self.sweeps += 1

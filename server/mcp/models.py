@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -70,3 +71,32 @@ class IndexSummary(BaseModel):
     total_chunks: int
     searchable_seconds: float
     duration_seconds: float
+    notice: str | None = Field(default=None, description="Set when the run found nothing to index, and why")
+
+
+class RepositoryInfo(BaseModel):
+    repository_id: str
+    name: str
+    root_path: str = Field(description="Absolute root directory; search results' file_path is relative to it")
+    files: int = Field(description="Files indexed at the end of the last completed run")
+    chunks: int = Field(description="Chunks stored at the end of the last completed run")
+    unembedded_chunks: int = Field(description="Chunks without a transformer vector yet (searchable by text only)")
+    created_at: datetime
+    last_indexed_at: datetime | None = Field(description="When the last run finished; None if none finished yet")
+    active_job_id: str | None = Field(description="The pending or running job for this repository, if any")
+    active_job_status: IndexingJobStatus | None
+
+
+class RepositoryList(BaseModel):
+    project_id: str
+    repositories: list[RepositoryInfo]
+
+
+class RemovedRepository(BaseModel):
+    project_id: str
+    repository_id: str
+    name: str
+    root_path: str
+    files_removed: int
+    chunks_removed: int = Field(description="Chunks deleted with their vectors and full text")
+    message: str

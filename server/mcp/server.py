@@ -14,9 +14,10 @@ from server.mcp.middleware import ErrorMiddleware
 from server.mcp.tools import MODULES
 
 INSTRUCTIONS = """\
-Semantic code search over local repositories. Index a repository once
+Semantic code search over local repositories. Call set_working_directory first so the right
+project is used; list_repositories shows what is indexed. Index a repository once
 (start_indexing_background for large ones, then watch_indexing or get_indexing_status),
-then use search_code. Call set_working_directory first so the right project is used."""
+then use search_code. remove_repository forgets one."""
 
 
 def build_server(app: App, *, manage_app: bool = True) -> FastMCP:

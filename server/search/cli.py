@@ -12,7 +12,6 @@ from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.text import Text
 
-from server.errors import UserError
 from server.search.engine import CodeSearch
 from server.search.models import SearchHit, SearchResponse
 from server.search.request import SearchRequest
@@ -23,23 +22,20 @@ _SESSION = "cli"
 
 
 async def run_search(args: argparse.Namespace, settings: Settings) -> int:
+    """Errors (bad input, unknown project, no database) propagate: `codebase-mcp` prints them as one line."""
     from server.app import App
 
-    err = Console(stderr=True)
+    request = SearchRequest(
+        query=args.query, project_id=args.project, repository=args.repository, language=args.language,
+        path_glob=args.path_glob, limit=args.limit, context_lines=args.context_lines, scope=args.scope,
+    ).validated()  # fmt: skip  # bad input is refused before the database is started
     app = App(settings)
-    await app.start(workers=False)
     try:
+        await app.start(workers=False)
         if args.project is None:
             # Like the MCP tools: .codebase-mcp/config.json above the working directory picks the project.
             app.resolver.set_working_directory(_SESSION, Path.cwd(), process_wide=True)
-        request = SearchRequest(
-            query=args.query, project_id=args.project, repository=args.repository, language=args.language,
-            path_glob=args.path_glob, limit=args.limit, context_lines=args.context_lines, scope=args.scope,
-        )  # fmt: skip
         response = await CodeSearch.from_app(app).search(request, session_key=_SESSION)
-    except UserError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}")
-        return 2
     finally:
         await app.close()
     if args.json:

@@ -1,12 +1,14 @@
-"""A search request and its validation: limits, path globs and identifier-like queries."""
+"""A search request and its validation: limits, languages, path globs and identifier-like queries."""
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 from typing import Literal, get_args
 
 from server.errors import UserError
+from server.indexer.languages import KNOWN_LANGUAGES, canonical_language
 from server.indexer.roles import Role
 
 MAX_LIMIT = 50
@@ -54,6 +56,8 @@ class SearchRequest:
         if not 0 <= self.context_lines <= MAX_CONTEXT_LINES:
             raise SearchError(f"context_lines must be between 0 and {MAX_CONTEXT_LINES}, got {self.context_lines}")
         language = (self.language or "").strip().lower() or None
+        if language is not None:
+            language = known_language(language)
         glob = (self.path_glob or "").strip() or None
         if glob is not None:
             glob_to_regex(glob)  # raises SearchError on a malformed pattern
@@ -62,6 +66,16 @@ class SearchRequest:
         if scope not in SCOPES:
             raise SearchError(f"scope must be one of {', '.join(SCOPES)}, got {self.scope!r}")
         return SearchRequest(query, self.project_id, repository, language, glob, self.limit, self.context_lines, scope)
+
+
+def known_language(name: str) -> str:
+    """The stored name for a language filter (`py` → python), or a SearchError listing the known ones."""
+    found = canonical_language(name)
+    if found is None:
+        close = difflib.get_close_matches(name, sorted(KNOWN_LANGUAGES), n=3, cutoff=0.6)
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+        raise SearchError(f"unknown language {name!r}{hint}. Known languages: {', '.join(sorted(KNOWN_LANGUAGES))}")
+    return found
 
 
 def glob_to_regex(glob: str) -> str:

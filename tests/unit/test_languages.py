@@ -2,7 +2,15 @@ from __future__ import annotations
 
 import pytest
 
-from server.indexer.languages import TREE_SITTER_LANGUAGES, detect_language, is_code, language_from_shebang
+from server.indexer.languages import (
+    KNOWN_LANGUAGES,
+    TREE_SITTER_LANGUAGES,
+    canonical_language,
+    detect_language,
+    is_code,
+    language_from_shebang,
+)
+from server.search.request import SearchError, SearchRequest
 
 
 @pytest.mark.parametrize(
@@ -106,3 +114,30 @@ def test_is_code_separates_programs_from_prose_and_data() -> None:
     assert is_code("sql")
     for language in ("markdown", "rst", "text", "json", "yaml", "toml", "po", "html", "css", None):
         assert not is_code(language)
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored"),
+    [("python", "python"), ("Python", "python"), (" py ", "python"), ("ts", "typescript"), ("c++", "cpp"),
+     ("C#", "csharp"), ("golang", "go"), ("shell", "bash"), ("md", "markdown"), ("text", "text"), ("yaml", "yaml")],
+)  # fmt: skip
+def test_filter_values_map_to_stored_language_names(typed: str, stored: str) -> None:
+    assert canonical_language(typed) == stored
+
+
+def test_every_detected_language_is_known() -> None:
+    for name in ("a.py", "b.tsx", "Dockerfile", "c.unknownext", "README", "x.proto", "y.tf", "z.ipynb"):
+        assert (detect_language(name) or "text") in KNOWN_LANGUAGES
+    assert canonical_language("klingon") is None
+
+
+def test_an_unknown_language_filter_is_an_error_listing_the_known_ones() -> None:
+    with pytest.raises(SearchError) as err:
+        SearchRequest("retry", language="pyhton").validated()
+    message = str(err.value)
+    assert message.startswith("unknown language 'pyhton' (did you mean python")
+    assert message.endswith(", ".join(sorted(KNOWN_LANGUAGES)))
+    with pytest.raises(SearchError, match=r"^unknown language 'zzzz'\. Known languages: bash, c, "):
+        SearchRequest("retry", language="zzzz").validated()
+    assert SearchRequest("retry", language="C++").validated().language == "cpp"
+    assert SearchRequest("retry", language="  ").validated().language is None

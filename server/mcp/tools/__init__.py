@@ -13,7 +13,7 @@ from collections.abc import Callable
 from fastmcp import FastMCP
 
 from server.app import App
-from server.mcp.tools import health, indexing, jobs, projects, search
+from server.mcp.tools import health, indexing, jobs, projects, repositories, search
 
 Register = Callable[[FastMCP, App], None]
 
@@ -22,6 +22,7 @@ MODULES: tuple[Register, ...] = (
     projects.register,
     jobs.register,
     indexing.register,
+    repositories.register,
     search.register,
 )
 

@@ -7,6 +7,7 @@ from fastmcp import Context, FastMCP
 from server.app import App
 from server.indexer.pipeline import Progress
 from server.jobs.paths import validate_repo_path
+from server.lifecycle.repositories import empty_repository_warning
 from server.mcp.context import resolve_project
 from server.mcp.models import IndexSummary
 from server.mcp.params import ForceReindex, ProjectId, RepoPath
@@ -36,5 +37,5 @@ def register(mcp: FastMCP, app: App) -> None:
             files_skipped=result.files_skipped, chunks_created=result.chunks_created,
             chunks_embedded=result.chunks_embedded, total_files=result.total_files,
             total_chunks=result.total_chunks, searchable_seconds=round(result.searchable_seconds, 3),
-            duration_seconds=round(result.duration_seconds, 3),
+            duration_seconds=round(result.duration_seconds, 3), notice=empty_repository_warning(path, result),
         )  # fmt: skip

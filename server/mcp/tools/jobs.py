@@ -48,6 +48,7 @@ def register(mcp: FastMCP, app: App) -> None:
         """Queue indexing of a repository and return its job id at once (no indexing happens in this call)."""
         path = validate_repo_path(repo_path, allowed_roots=app.settings.allowed_roots)
         res = await resolve_project(app, ctx, project_id, create=True)
+        await app.check_repository_root(res.project, path)  # refused now, not as a failed job later
         job = IndexingJobCreate(
             repo_path=str(path), repo_name=path.name or str(path), project_id=res.project.id,
             force_reindex=force_reindex,

@@ -1,0 +1,1 @@
+"""Repository and project lifecycle: list, overlap rules, removal."""
