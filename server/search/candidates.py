@@ -181,10 +181,8 @@ def build_candidate_sql(query: CandidateQuery) -> tuple[str, list[Any]]:
     return sql, params.values
 
 
-async def fetch_candidates(conn: Conn, query: CandidateQuery) -> list[Candidate]:
-    sql, args = build_candidate_sql(query)
-    if not sql:
-        return []
+def planner_settings(query: CandidateQuery) -> list[str]:
+    """The `SET LOCAL` statements the candidate SQL is planned under (tests/integration/test_query_plans.py)."""
     # A LIMIT over a common term tempts the planner into a sequential scan that evaluates `@@` on
     # every row's (toasted) tsvector; every access path here has an index, so forbid that.
     # Plans must see the actual filter and vector: a generic plan cannot tell a selective path glob
@@ -195,6 +193,14 @@ async def fetch_candidates(conn: Conn, query: CandidateQuery) -> list[Candidate]
         settings.append(f"SET LOCAL hnsw.ef_search = {max(HNSW_MIN_EF_SEARCH, int(wanted))}")
         if query.filters.any:  # filters make HNSW skip rows: keep scanning until enough pass (pgvector ≥ 0.8)
             settings.append("SET LOCAL hnsw.iterative_scan = relaxed_order")
+    return settings
+
+
+async def fetch_candidates(conn: Conn, query: CandidateQuery) -> list[Candidate]:
+    sql, args = build_candidate_sql(query)
+    if not sql:
+        return []
+    settings = planner_settings(query)
     async with conn.transaction(readonly=True):
         await conn.execute("; ".join(settings))
         rows = await conn.fetch(sql, *args)
