@@ -3,7 +3,7 @@
 Two variants of the same model:
 
 - ``s8`` (default, ``local:all-MiniLM-L6-v2-s8``): derived at first use from the shipped model
-  by ``server.embeddings.derive`` (signed-int8 dynamic quantisation, ~2× faster, cosine ≥ 0.98
+  by ``server.embeddings.derive`` (signed-int8 dynamic quantisation, faster: `bench/embed_speed.py`; cosine ≥ 0.98
   to the shipped model) and cached under ``<data_dir>/models/``. If it cannot be derived, the
   shipped model is used instead, with one WARNING.
 - ``shipped`` (``local:all-MiniLM-L6-v2-int8``, the name projects were created with before):

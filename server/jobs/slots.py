@@ -2,7 +2,7 @@
 
 Each held slot is a session-level advisory lock on a dedicated (never pooled)
 connection, so a worker that dies frees its slot the moment its connection drops.
-One idle connection is kept for reuse (opening one costs ~10 ms, locking ~0.3 ms); others close.
+One idle connection is kept for reuse (opening one costs far more than locking); others close.
 Releasing a slot sends a hint on the registry's `codebase_jobs` channel: another worker may claim.
 """
 
