@@ -46,7 +46,8 @@ def set_parent_death_signal(sig: int = signal.SIGKILL) -> bool:
         return False
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (it may be another user's)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -63,7 +64,7 @@ def watch_owner(owner_pid: int) -> threading.Thread:
         pidfd = os.pidfd_open(owner_pid)
     except (AttributeError, OSError):  # not Linux 5.3+, or already gone
         pidfd = None
-    if not _alive(owner_pid):
+    if not pid_alive(owner_pid):
         os._exit(1)
     thread = threading.Thread(target=_wait_then_exit, args=(owner_pid, pidfd), name="lifeline", daemon=True)
     thread.start()
@@ -74,6 +75,6 @@ def _wait_then_exit(owner_pid: int, pidfd: int | None) -> None:
     if pidfd is not None:
         select.select([pidfd], [], [])  # a pidfd turns readable when its process exits
     else:
-        while _alive(owner_pid):
+        while pid_alive(owner_pid):
             time.sleep(POLL_SECONDS)
     os._exit(1)

@@ -36,6 +36,7 @@ from server.indexer.pipeline import IndexResult, Progress
 from server.jobs import queries
 from server.jobs.models import JobRow
 from server.jobs.slots import HINT_CHANNEL, GlobalSlots, Slot
+from server.lifeline import pid_alive
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -52,23 +53,13 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def dead_local_workers(worker_ids: list[str]) -> list[str]:
     """Workers that ran on this host in a process that no longer exists (e.g. killed with SIGKILL)."""
     host = socket.gethostname()
     dead = []
     for wid in worker_ids:
         parts = wid.split(":")
-        if len(parts) == 3 and parts[0] == host and parts[1].isdigit() and not _pid_alive(int(parts[1])):
+        if len(parts) == 3 and parts[0] == host and parts[1].isdigit() and not pid_alive(int(parts[1])):
             dead.append(wid)
     return dead
 
