@@ -12,7 +12,7 @@ pooled) connection, so a process that dies frees its locks the moment its connec
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import asyncpg
@@ -21,6 +21,13 @@ CONTENT_LOCK = 0x63636E74  # "ccnt"
 WATCH_LEASE = 0x63776174  # "cwat"
 _APP_NAME = "codebase-mcp-content-lock"
 
+MAX_IDLE = 4  # spare lock connections kept in all
+Connect = Callable[[str], Awaitable[asyncpg.Connection]]
+
+
+async def _plain_connect(dsn: str) -> asyncpg.Connection:
+    return await asyncpg.connect(dsn, server_settings={"application_name": _APP_NAME})
+
 
 def repository_key(root_path: str) -> int:
     """A stable signed 32-bit key for a repository root (the second half of a two-key lock)."""
@@ -28,9 +35,13 @@ def repository_key(root_path: str) -> int:
 
 
 class ContentLocks:
-    """Hands out content locks; keeps idle connections per database (opening one costs ~10 ms)."""
+    """Hands out content locks; keeps idle connections per database (opening one costs ~10 ms).
 
-    def __init__(self) -> None:
+    `connect` opens a dedicated connection (the cluster's, within the process's connection budget).
+    """
+
+    def __init__(self, connect: Connect | None = None) -> None:
+        self._connect = connect or _plain_connect
         self._idle: dict[str, list[asyncpg.Connection]] = {}
 
     async def _connection(self, dsn: str) -> asyncpg.Connection:
@@ -39,7 +50,7 @@ class ContentLocks:
             conn = idle.pop()
             if not conn.is_closed():
                 return conn
-        return await asyncpg.connect(dsn, server_settings={"application_name": _APP_NAME})
+        return await self._connect(dsn)
 
     @asynccontextmanager
     async def hold(self, dsn: str, root_path: str) -> AsyncIterator[None]:
@@ -62,7 +73,15 @@ class ContentLocks:
                 conn.terminate()
                 raise
             else:
-                self._idle.setdefault(dsn, []).append(conn)
+                await self._keep(dsn, conn)
+
+    async def _keep(self, dsn: str, conn: asyncpg.Connection) -> None:
+        """One spare per database, a few in all: the others are closed (they count against the budget)."""
+        idle = self._idle.setdefault(dsn, [])
+        if idle or sum(len(c) for c in self._idle.values()) >= MAX_IDLE:
+            await conn.close()
+        else:
+            idle.append(conn)
 
     async def close(self) -> None:
         idle, self._idle = self._idle, {}
