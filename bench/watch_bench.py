@@ -187,8 +187,9 @@ async def branch_switch(pool: asyncpg.Pool, repo: Path, files: int) -> None:
             stored_at = time.perf_counter() - t0
         if stored_at is not None and await settled(pool):
             break
-        if time.perf_counter() - t0 > 600:
-            print(f"  not settled after 600 s: {await stored()} of {len(changed)} stored")
+        if time.perf_counter() - t0 > 1800:
+            when = f"after {stored_at:.2f} s" if stored_at is not None else f"{await stored()} of them"
+            print(f"  every changed file stored {when}; jobs not done after 1800 s")
             return
         await asyncio.sleep(0.05)
     done = time.perf_counter() - t0
