@@ -13,11 +13,16 @@ from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
 from server.app import App
+from server.embeddings import Embedder
 from server.mcp.tools.refresh import RefreshResult
 from server.search.models import SearchResponse
+from tests.fakes import FakeEmbedder
 from tests.repos import make_python_repo
 
-pytestmark = pytest.mark.contract
+
+@pytest.fixture
+def app_embedder(fake_embedder: FakeEmbedder) -> Embedder:
+    return fake_embedder  # identifiers are found by full text; the subject is freshness
 
 
 async def _search(client: Client[Any], query: str, project_id: str) -> SearchResponse:

@@ -18,8 +18,6 @@ from server.watch.lease import APP_NAME_PREFIX
 from tests.e2e.conftest import Connect, Processes, wait_for
 from tests.repos import make_python_repo
 
-pytestmark = pytest.mark.e2e
-
 LEASE_HOLDERS = """
 SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
 WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::bigint::oid AND l.objid = $2::bigint::oid

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,9 +19,14 @@ from server.jobs import queries, refresh
 from server.jobs.models import IndexingJobCreate, IndexingJobProgress, JobRow
 from server.jobs.refresh import create_refresh, pending_changes
 from server.settings import Settings
-from tests.repos import make_python_repo
+from tests.fakes import FakeEmbedder
+from tests.polling import wait_for
+from tests.repos import make_python_repo, write_files
 
-pytestmark = pytest.mark.integration
+
+@pytest.fixture
+def app_embedder(fake_embedder: FakeEmbedder) -> Embedder:
+    return fake_embedder  # the subject is jobs and runs, not embedding
 
 
 async def _project(app: App, project_id: str) -> tuple[Project, asyncpg.Pool]:
@@ -62,15 +66,14 @@ async def _contents(pool: asyncpg.Pool, rel_path: str, root: Path | None = None)
     return "\n".join(r["content"] for r in rows)
 
 
+async def _finished(pool: asyncpg.Pool, job_id: uuid.UUID) -> JobRow | None:
+    row = await queries.get(pool, job_id)
+    assert row is not None
+    return row if row.is_terminal else None
+
+
 async def _wait(pool: asyncpg.Pool, job_id: uuid.UUID, within: float = 120) -> JobRow:
-    deadline = time.monotonic() + within
-    while True:
-        row = await queries.get(pool, job_id)
-        assert row is not None
-        if row.is_terminal:
-            return row
-        assert time.monotonic() < deadline, f"job still {row.status}: {row.progress_message}"
-        await asyncio.sleep(0.05)
+    return await wait_for(lambda: _finished(pool, job_id), within=within, what=f"job {job_id} finished")
 
 
 async def test_a_refresh_merges_into_the_pending_one_and_widens_past_the_limit(
@@ -141,10 +144,8 @@ async def test_a_restricted_run_reindexes_and_deletes_only_the_named_paths(
 ) -> None:
     project, pool = await _project(app, project_id)
     repo = make_python_repo(tmp_path / "repo", 4)
-    (repo / ".gitignore").write_text("generated/\n")
-    (repo / "old_dir" / "sub").mkdir(parents=True)
-    for rel in ("old_dir/a.py", "old_dir/sub/b.py"):
-        (repo / rel).write_text("def in_a_folder_that_goes():\n    return 0\n")
+    doomed = "def in_a_folder_that_goes():\n    return 0\n"
+    write_files(repo, {".gitignore": "generated/\n", "old_dir/a.py": doomed, "old_dir/sub/b.py": doomed})
     await app.index(project, repo)
     before = await _files(pool)
     old_format = 1
@@ -216,18 +217,16 @@ async def test_the_content_lock_serialises_runs_of_one_repository(pg_server: obj
 
 
 @pytest.fixture
-async def one_slot_app(settings: Settings, local_embedder: Embedder) -> AsyncIterator[App]:
-    """One index slot and one refresh slot in the whole cluster (a registry of its own)."""
-    dsn = settings.database_url
-    assert dsn is not None
-    registry = dsn.replace("/postgres?", f"/lanes_{uuid.uuid4().hex[:8]}?")
-    lanes = settings.model_copy(
-        update={"max_concurrent_indexing_jobs": 1, "max_concurrent_refresh_jobs": 1, "registry_database_url": registry}
-    )
-    application = App(lanes, embedder=local_embedder)
+async def one_slot_app(settings: Settings) -> AsyncIterator[App]:
+    """One index slot and one refresh slot in the whole cluster (the test's registry has its own), and
+    an embedder slow enough that the big job's vector fill outlasts the refreshes."""
+    slow = FakeEmbedder(seconds_per_call=0.25)
+    lanes = settings.model_copy(update={"max_concurrent_indexing_jobs": 1, "max_concurrent_refresh_jobs": 1})
+    application = App(lanes, embedder=slow)
     await application.start()
     yield application
     await application.close()
+    await slow.aclose()
 
 
 async def test_refreshes_neither_wait_for_a_long_index_job_nor_corrupt_it(
@@ -241,10 +240,11 @@ async def test_refreshes_neither_wait_for_a_long_index_job_nor_corrupt_it(
     big_job, _ = await queries.create(pool, IndexingJobCreate(repo_path=str(big), repo_name="big", project_id="p"))
     assert app.worker is not None
     app.worker.wake(project.database_name)
-    for _ in range(6000):
-        if (await _meta(pool, big_job.id)).phase in ("scanning", "storing"):
-            break
-        await asyncio.sleep(0.02)
+
+    async def storing() -> bool:
+        return (await _meta(pool, big_job.id)).phase in ("scanning", "storing")
+
+    await wait_for(storing, within=120, interval=0.02, what="the big job storing files")
 
     # while the big job stores files: a refresh of another repository runs at once (its own slot),
     (small / "pkg" / "mod_0000.py").write_text("def small_repo_edit():\n    return 1\n")
@@ -254,20 +254,23 @@ async def test_refreshes_neither_wait_for_a_long_index_job_nor_corrupt_it(
     big_refresh, _ = await _refresh(pool, big, ["pkg/mod_0007.py"])
     app.worker.wake(project.database_name)
 
-    phase_when_claimed: str | None = None
-    for _ in range(60_000):
+    claimed_during: list[JobRow] = []  # the big job as read just after the refresh was claimed
+
+    async def big_refresh_done() -> JobRow | None:
         # the refresh first: a phase read after its claim is at least the phase at the claim
         refresh_row = await queries.get(pool, big_refresh)
         index_row = await queries.get(pool, big_job.id)
         assert index_row is not None and refresh_row is not None
-        if refresh_row.status != "pending" and phase_when_claimed is None:
-            phase_when_claimed = index_row.phase
-        if refresh_row.is_terminal:
-            break
-        await asyncio.sleep(0.02)
+        if refresh_row.status != "pending" and not claimed_during:
+            claimed_during.append(index_row)
+        return refresh_row if refresh_row.is_terminal else None
+
+    refresh_row = await wait_for(big_refresh_done, within=300, interval=0.02, what="the big repository's refresh")
     small_done = await _wait(pool, small_refresh)
     big_now = await queries.get(pool, big_job.id)
-    assert big_now is not None and refresh_row is not None and index_row is not None
+    assert big_now is not None
+    index_row = claimed_during[0]
+    phase_when_claimed = index_row.phase
 
     assert small_done.status == "completed" and refresh_row.status == "completed"
     assert phase_when_claimed in ("embedding", "finalizing", "done") or index_row.status == "completed"

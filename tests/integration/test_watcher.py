@@ -7,41 +7,33 @@ import json
 import os
 import shutil
 import subprocess
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
 
 import asyncpg
 import pytest
 
 from server.app import App
 from server.db.registry import Project
+from server.embeddings import Embedder
 from server.search.engine import CodeSearch
 from server.search.request import SearchRequest
-from server.settings import Settings
 from server.watch.service import WatchService
-from tests.repos import make_python_repo
+from tests.fakes import FakeEmbedder
+from tests.polling import wait_for
+from tests.repos import make_python_repo, write_files
 
-pytestmark = pytest.mark.integration
-
-T = TypeVar("T")
 FAST = {"watch_debounce_ms": 100, "watch_lease_retry_seconds": 0.5, "watch_root_check_seconds": 0.3}
+WITHIN = 60.0  # generous: a busy machine; latencies are measured by bench/watch_bench.py, not here
 
 
-async def until(check: Callable[[], Awaitable[T | None]], within: float = 60.0, what: str = "condition") -> T:
-    deadline = time.monotonic() + within
-    while True:
-        value = await check()
-        if value is not None and value is not False:
-            return value
-        assert time.monotonic() < deadline, f"{what} not met within {within}s"
-        await asyncio.sleep(0.05)
+@pytest.fixture
+def app_embedder(fake_embedder: FakeEmbedder) -> Embedder:
+    return fake_embedder  # the subject is watching, not embedding
 
 
 async def indexed(app: App, project_id: str, repo: Path) -> tuple[Project, asyncpg.Pool]:
     project = (await app.resolver.resolve(project_id, None, create=True)).project
-    assert app.cluster is not None and app.worker is not None
+    assert app.worker is not None
     await app.worker._add_project(project)
     await app.index(project, repo)
     return project, await app.cluster.pool(project.database_name)
@@ -59,7 +51,7 @@ async def watch(app: App, repo: Path, pool: asyncpg.Pool, **settings: object) ->
     assert len(service.watched) == 1
     (w,) = service.watched.values()
     await asyncio.wait_for(w.watcher.watching.wait(), 30)
-    await until(lambda: settled(pool), what="the catch-up job")
+    await wait_for(lambda: settled(pool), within=WITHIN, what="the catch-up job")
     return service
 
 
@@ -110,8 +102,8 @@ async def test_edits_creations_deletions_and_renames_reach_search(app: App, tmp_
             and "freshly_edited_identifier" in await content(pool, "pkg/mod_0000.py")
         )  # fmt: skip
 
-    await until(reflected, what="the changes in the index")
-    await until(lambda: settled(pool))
+    await wait_for(reflected, within=WITHIN, what="the changes in the index")
+    await wait_for(lambda: settled(pool), within=WITHIN)
     new_jobs = (await jobs(pool))[before:]
     assert new_jobs and {j["kind"] for j in new_jobs} == {"refresh"}
     assert all(j["status"] == "completed" for j in new_jobs)
@@ -132,9 +124,7 @@ async def test_ignored_paths_version_control_and_editor_temporaries_make_no_jobs
     app: App, tmp_path: Path, project_id: str
 ) -> None:
     repo = make_python_repo(tmp_path / "repo", 2)
-    (repo / ".gitignore").write_text("*.log\ngenerated/\n")
-    (repo / ".git").mkdir()
-    (repo / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    write_files(repo, {".gitignore": "*.log\ngenerated/\n", ".git/HEAD": "ref: refs/heads/main\n"})
     _, pool = await indexed(app, project_id, repo)
     await watch(app, repo, pool)
     before = len(await jobs(pool))
@@ -155,8 +145,8 @@ async def test_ignored_paths_version_control_and_editor_temporaries_make_no_jobs
     await asyncio.sleep(1.0)  # several debounce windows: anything enqueued for these would be there by now
     (repo / "pkg" / "sentinel.py").write_text("def sentinel_after_the_noise():\n    return 1\n")
 
-    await until(lambda: _present(pool, "pkg/sentinel.py"), what="the sentinel file")
-    await until(lambda: settled(pool))
+    await wait_for(lambda: _present(pool, "pkg/sentinel.py"), within=WITHIN, what="the sentinel file")
+    await wait_for(lambda: settled(pool), within=WITHIN)
     new_jobs = (await jobs(pool))[before:]
     assert [job_paths(j) for j in new_jobs] == [["pkg/sentinel.py"]]
     indexed_now = await files(pool)
@@ -182,8 +172,8 @@ async def test_changes_within_the_debounce_window_become_one_refresh_with_the_la
     for version in range(5):  # saved five times in quick succession
         target.write_text(f"def saved_version_{version}():\n    return {version}\n")
 
-    await until(lambda: _present(pool, "pkg/burst_19.py"))
-    await until(lambda: settled(pool))
+    await wait_for(lambda: _present(pool, "pkg/burst_19.py"), within=WITHIN)
+    await wait_for(lambda: settled(pool), within=WITHIN)
     new_jobs = (await jobs(pool))[before:]
     assert len(new_jobs) == 1 and new_jobs[0]["kind"] == "refresh"
     assert set(job_paths(new_jobs[0])) == {f"pkg/burst_{i:02d}.py" for i in range(20)} | {"pkg/mod_0000.py"}
@@ -194,7 +184,7 @@ async def test_changes_within_the_debounce_window_become_one_refresh_with_the_la
     target.write_text("def later_save_one():\n    return 1\n")
     await asyncio.sleep(1.5)
     target.write_text("def later_save_two():\n    return 2\n")
-    await until(lambda: _has(pool, "pkg/mod_0000.py", "later_save_two"))
+    await wait_for(lambda: _has(pool, "pkg/mod_0000.py", "later_save_two"), within=WITHIN)
     assert "later_save_one" not in await content(pool, "pkg/mod_0000.py")
 
 
@@ -209,8 +199,8 @@ async def test_a_mass_change_becomes_one_incremental_index_job(app: App, tmp_pat
     before = len(await jobs(pool))
     for i in range(30):
         (repo / "pkg" / f"generated_{i:02d}.py").write_text(f"def generated_{i}():\n    return {i}\n")
-    await until(lambda: _present(pool, "pkg/generated_29.py"))
-    await until(lambda: settled(pool))
+    await wait_for(lambda: _present(pool, "pkg/generated_29.py"), within=WITHIN)
+    await wait_for(lambda: settled(pool), within=WITHIN)
     new_jobs = (await jobs(pool))[before:]
     assert new_jobs[0]["kind"] == "index"
     assert all(j["kind"] == "index" or not job_paths(j) for j in new_jobs)  # no refresh names paths
@@ -244,8 +234,8 @@ async def test_a_branch_switch_is_reindexed(app: App, tmp_path: Path, project_id
         f = await files(pool)
         return f["pkg/mod_0001.py"] and "only_on_the_feature_branch" in await content(pool, "pkg/mod_0000.py")
 
-    await until(switched, what="the feature branch in the index")
-    await until(lambda: settled(pool))
+    await wait_for(switched, within=WITHIN, what="the feature branch in the index")
+    await wait_for(lambda: settled(pool), within=WITHIN)
     assert "index" in [j["kind"] for j in (await jobs(pool))[before:]]  # .git/HEAD moved
 
 
@@ -258,7 +248,7 @@ async def test_watching_survives_the_repository_folder_being_removed_and_recreat
     (w,) = service.watched.values()
 
     shutil.rmtree(repo)
-    await until(lambda: _false(w.watcher.watching.is_set()), what="the watch to end")
+    await wait_for(lambda: not w.watcher.watching.is_set(), within=WITHIN, what="the watch to end")
     repo.mkdir()
     (repo / "fresh.py").write_text("def after_the_folder_came_back():\n    return 1\n")
 
@@ -266,22 +256,15 @@ async def test_watching_survives_the_repository_folder_being_removed_and_recreat
         f = await files(pool)
         return f.get("fresh.py") is False and f["pkg/mod_0000.py"] and f["README.md"]
 
-    await until(reconciled, what="the recreated folder in the index")
-    await until(lambda: _true(w.watcher.watching.is_set()))
+    await wait_for(reconciled, within=WITHIN, what="the recreated folder in the index")
+    await wait_for(w.watcher.watching.is_set, within=WITHIN, what="the new watch")
     (repo / "fresh.py").write_text("def edited_in_the_recreated_folder():\n    return 2\n")
-    await until(lambda: _has(pool, "fresh.py", "edited_in_the_recreated_folder"), what="an edit after recreation")
-
-
-async def _false(value: bool) -> bool:
-    return not value
-
-
-async def _true(value: bool) -> bool:
-    return value
+    edited = "edited_in_the_recreated_folder"
+    await wait_for(lambda: _has(pool, "fresh.py", edited), within=WITHIN, what="an edit after recreation")
 
 
 async def test_only_one_watch_service_takes_a_repository_and_the_other_takes_over(
-    app: App, settings: Settings, tmp_path: Path, project_id: str
+    app: App, tmp_path: Path, project_id: str
 ) -> None:
     repo = make_python_repo(tmp_path / "repo", 2)
     _, pool = await indexed(app, project_id, repo)
@@ -294,10 +277,10 @@ async def test_only_one_watch_service_takes_a_repository_and_the_other_takes_ove
         assert len(first.watched) == 1 and second.watched == {}
         assert second._leases == {}  # holding no lease, it keeps no connection for leases open
         await first.stop()  # its lease is released: the second service takes the repository
-        await until(lambda: _true(len(second.watched) == 1), within=10, what="the takeover")
+        await wait_for(lambda: len(second.watched) == 1, within=10, what="the takeover")
         (w,) = second.watched.values()
         await asyncio.wait_for(w.watcher.watching.wait(), 30)
         (repo / "pkg" / "mod_0000.py").write_text("def seen_by_the_second_watcher():\n    return 1\n")
-        await until(lambda: _has(pool, "pkg/mod_0000.py", "seen_by_the_second_watcher"))
+        await wait_for(lambda: _has(pool, "pkg/mod_0000.py", "seen_by_the_second_watcher"), within=WITHIN)
     finally:
         await second.stop()

@@ -9,51 +9,33 @@ import pytest
 
 from server.indexer.scanner import is_editor_temp, scan_repository
 from server.indexer.scope import PathScope, normalize_rel_path
+from tests.repos import write_files
 
-pytestmark = pytest.mark.unit
-
-
-def write(root: Path, rel: str, content: str | bytes = "x = 1\n") -> None:
-    path = root / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        path.write_text(content)
+EDITOR_TEMPORARIES = ("app.py~", ".#app.py", "#app.py#", "4913", "app.py___jb_tmp___", ".app.py.swp")
 
 
 @pytest.fixture()
 def repo(tmp_path: Path) -> Path:
-    root = tmp_path / "repo"
-    for rel in ("src/app.py", "src/sub/deep.py", "docs/guide.md", "lib/cache", "other/local_x.py", "README.md"):
-        write(root, rel)
-    write(root, ".gitignore", "*.log\n!important.log\ncache/\n/secret.txt\n")
-    write(root, "debug.log")
-    write(root, "important.log")
-    write(root, "secret.txt")
-    write(root, "cache/data.py")
-    write(root, "src/.gitignore", "local_*.py\n!local_keep.py\n")
-    write(root, "src/local_settings.py")
-    write(root, "src/local_keep.py")
-    write(root, "src/sub/local_x.py")
-    write(root, ".git/HEAD", "ref: refs/heads/main\n")
-    write(root, ".git/info/exclude", "excluded_by_info.py\n")
-    write(root, "excluded_by_info.py")
-    write(root, ".codebase-mcp/ignore", "docs/private/\n!dist/\n")
-    write(root, "docs/private/notes.md")
-    write(root, "dist/keep.js")
-    write(root, "pyproject.toml", "[project]\nname = 'demo'\n")
-    write(root, "build/lib/app.py")
-    write(root, "doc/build/index.rst")
-    write(root, "node_modules/pkg/index.js")
-    write(root, "myenv/pyvenv.cfg", "home = /usr/bin\n")
-    write(root, "myenv/lib/pkg.py")
-    write(root, "src/__pycache__/app.cpython-311.pyc", b"\x00\x01")
-    write(root, "img/logo.png", b"\x89PNG\r\n")
-    write(root, "static/app.min.js", "var a=1;")
-    write(root, "data/huge.txt", "y" * 5000)
-    for temp in ("app.py~", ".#app.py", "#app.py#", "4913", "app.py___jb_tmp___", ".app.py.swp"):
-        write(root, f"src/{temp}")
+    x = "x = 1\n"
+    root = write_files(
+        tmp_path / "repo",
+        {
+            "src/app.py": x, "src/sub/deep.py": x, "docs/guide.md": x, "lib/cache": x, "other/local_x.py": x,
+            "README.md": x,
+            ".gitignore": "*.log\n!important.log\ncache/\n/secret.txt\n",
+            "debug.log": x, "important.log": x, "secret.txt": x, "cache/data.py": x,
+            "src/.gitignore": "local_*.py\n!local_keep.py\n",
+            "src/local_settings.py": x, "src/local_keep.py": x, "src/sub/local_x.py": x,
+            ".git/HEAD": "ref: refs/heads/main\n", ".git/info/exclude": "excluded_by_info.py\n",
+            "excluded_by_info.py": x,
+            ".codebase-mcp/ignore": "docs/private/\n!dist/\n", "docs/private/notes.md": x, "dist/keep.js": x,
+            "pyproject.toml": "[project]\nname = 'demo'\n", "build/lib/app.py": x, "doc/build/index.rst": x,
+            "node_modules/pkg/index.js": x, "myenv/pyvenv.cfg": "home = /usr/bin\n", "myenv/lib/pkg.py": x,
+            "src/__pycache__/app.cpython-311.pyc": b"\x00\x01", "img/logo.png": b"\x89PNG\r\n",
+            "static/app.min.js": "var a=1;", "data/huge.txt": "y" * 5000,
+            **{f"src/{temp}": x for temp in EDITOR_TEMPORARIES},
+        },
+    )  # fmt: skip
     os.symlink(root / "src" / "app.py", root / "src" / "link.py")
     return root
 

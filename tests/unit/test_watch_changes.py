@@ -6,8 +6,6 @@ import pytest
 
 from server.watch.changes import ChangeSet, classify, plan
 
-pytestmark = pytest.mark.unit
-
 ROOT = "/srv/repo"
 ADDED, MODIFIED, DELETED = 1, 2, 3
 
