@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import asyncpg
+
+from server.jobs.models import JobKind
 
 Connect = Callable[[str], Awaitable[asyncpg.Connection]]
 HINT_CHANNEL = "codebase_jobs"  # registry channel: "a job may be claimable" (see server/jobs/worker.py)
@@ -96,3 +99,15 @@ class GlobalSlots:
             return n
         finally:
             await self._keep(conn)
+
+
+@dataclass
+class Lane:
+    """Jobs of one kind and their own budget: `slots.limit` cluster-wide, as many per process at most."""
+
+    kind: JobKind
+    slots: GlobalSlots
+
+    @property
+    def limit(self) -> int:
+        return self.slots.limit

@@ -35,7 +35,7 @@ from server.db.registry import Project, Registry
 from server.indexer.pipeline import IndexResult, Progress
 from server.jobs import queries, refresh
 from server.jobs.models import JobKind, JobRow
-from server.jobs.slots import HINT_CHANNEL, REFRESH_SLOTS, GlobalSlots, Slot
+from server.jobs.slots import HINT_CHANNEL, REFRESH_SLOTS, GlobalSlots, Lane, Slot
 from server.lifeline import pid_alive
 from server.settings import Settings
 
@@ -76,18 +76,6 @@ class JobRun:
 
 
 RunJob = Callable[[JobRun], Awaitable[IndexResult]]
-
-
-@dataclass
-class Lane:
-    """Jobs of one kind and their own budget: N cluster-wide slots, N per process at most."""
-
-    kind: JobKind
-    slots: GlobalSlots
-
-    @property
-    def limit(self) -> int:
-        return self.slots.limit
 
 
 @dataclass
