@@ -15,6 +15,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from server.fs.names import escape_name
 from server.indexer.scanner import ALWAYS_SKIPPED_DIRS, DEFAULT_IGNORE_FILE, is_editor_temp
 
 # Version-control files that change what is indexed, or signal that much of the tree changed.
@@ -25,7 +26,7 @@ IGNORE_FILE_NAME = ".gitignore"
 
 @dataclass(frozen=True, slots=True)
 class ChangeSet:
-    paths: frozenset[str] = frozenset()  # relative, POSIX; files or folders
+    paths: frozenset[str] = frozenset()  # relative, POSIX, escaped (server/fs/names.py); files or folders
     rules_changed: bool = False  # an ignore file was written or removed
     head_moved: bool = False  # .git/HEAD was rewritten
     root_changed: bool = False  # the root folder itself was removed, replaced or created
@@ -46,7 +47,7 @@ def classify(root: str, raw: Iterable[tuple[int, str]]) -> ChangeSet:
             continue
         if not path.startswith(prefix):
             continue
-        rel = path[len(prefix) :].replace(os.sep, "/")
+        rel = escape_name(path[len(prefix) :].replace(os.sep, "/"))  # as `rel_path` is stored
         top, _, _rest = rel.partition("/")
         if top in ALWAYS_SKIPPED_DIRS:
             if rel == HEAD_FILE:

@@ -34,8 +34,8 @@ from server.jobs.paths import RepoPathError, confirm_root
 from server.jobs.refresh import create_refresh
 from server.settings import Settings
 from server.watch.changes import ChangeSet, Plan, plan
-from server.watch.lease import LeaseLostError, Leases
-from server.watch.queries import WatchedRepository, list_repositories, taken_leases
+from server.watch.lease import Key, LeaseLostError, Leases
+from server.watch.queries import WatchedRepository, list_repositories
 from server.watch.repo import RepositoryWatcher, WatchTiming
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,10 @@ class Watched:
     @property
     def root(self) -> str:
         return self.repository.root_path
+
+    @property
+    def key(self) -> Key:
+        return (self.project.database_name, self.repository.root_path)
 
 
 class WatchService:
@@ -78,8 +82,8 @@ class WatchService:
             max_batch_ms=settings.watch_max_batch_ms,
             check_seconds=settings.watch_root_check_seconds,
         )
-        self.watched: dict[tuple[str, str], Watched] = {}  # (database, root) -> what we watch
-        self._leases: dict[str, Leases] = {}
+        self.watched: dict[Key, Watched] = {}  # (database, root) -> what we watch
+        self.leases = Leases(cluster.registry_dsn, cluster.budget.connect)  # connected while holding any
         self._supervisor: asyncio.Task[None] | None = None
         self._kick = asyncio.Event()
 
@@ -95,9 +99,7 @@ class WatchService:
             self._supervisor = None
         for key in list(self.watched):
             await self._unwatch(key)
-        for leases in self._leases.values():
-            await leases.close()
-        self._leases.clear()
+        await self.leases.close()
 
     def kick(self) -> None:
         """Look for new repositories (and free leases) now rather than at the next tick."""
@@ -115,22 +117,26 @@ class WatchService:
 
     # -- leases and discovery ---------------------------------------------------------------
     async def tick(self) -> None:
+        try:
+            if self.leases.held:
+                await self.leases.probe()  # LeaseLostError when the connection (and its leases) died
+        except LeaseLostError:
+            await self._drop_all()
         for project in await self.registry.list_projects():
             try:
                 await self._tick(project)
             except LeaseLostError:
-                await self._drop_database(project.database_name)
+                await self._drop_all()
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionLimitError) as exc:
                 log.warning("watch: project %s unavailable: %s", project.id, exc)
+        if not self.leases.held:  # hold no connection for nothing
+            await self.leases.close()
 
     async def _tick(self, project: Project) -> None:
         db = project.database_name
         pool = await self.cluster.pool(db)
         repositories = await list_repositories(pool)
         wanted = {r.root_path: r for r in repositories if self.roots is None or r.root_path in self.roots}
-        leases = self._leases.get(db)
-        if leases is not None and leases.held:
-            await leases.probe()  # LeaseLostError when the connection (and its leases) died
         for (key_db, root), w in list(self.watched.items()):
             if key_db == db and root not in wanted:  # repository removed from the project
                 await self._unwatch((key_db, root))
@@ -138,19 +144,14 @@ class WatchService:
                 await self._submit(w, w.owed)
         unwatched = [r for root, r in wanted.items() if (db, root) not in self.watched]
         if unwatched:
-            taken = await taken_leases(pool, [r.root_path for r in unwatched])
+            taken = await self.leases.taken(await self.cluster.registry_pool(), [(db, r.root_path) for r in unwatched])
             for repository in unwatched:
-                if repository.root_path in taken:
+                if (db, repository.root_path) in taken:
                     continue  # another process watches it
                 if not await self._confined(repository.root_path):
                     continue
-                if leases is None:
-                    leases = self._leases[db] = Leases(self.cluster.dsn_for(db), self.cluster.budget.connect)
-                if await leases.try_acquire(repository.root_path):
+                if await self.leases.try_acquire((db, repository.root_path)):
                     await self._watch(project, repository)
-        if leases is not None and not leases.held:  # hold no connection for nothing
-            await leases.close()
-            self._leases.pop(db, None)
 
     async def _confined(self, root: str) -> bool:
         """Watch only a real folder inside ALLOWED_ROOTS, named by its real path (a folder that is
@@ -181,14 +182,12 @@ class WatchService:
         if w.task is not None:
             w.task.cancel()
             await asyncio.gather(w.task, return_exceptions=True)
-        leases = self._leases.get(key[0])
-        if leases is not None:
-            with contextlib.suppress(*_DB_ERRORS):  # the connection is gone: so is the lease
-                await leases.release(key[1])
+        with contextlib.suppress(*_DB_ERRORS):  # the connection is gone: so is the lease
+            await self.leases.release(key)
 
-    async def _drop_database(self, db: str) -> None:
-        """Its lease connection died: it holds no lease any more, so it watches nothing there."""
-        for key in [k for k in self.watched if k[0] == db]:
+    async def _drop_all(self) -> None:
+        """The lease connection died: this process holds no lease any more, so it watches nothing."""
+        for key in list(self.watched):
             await self._unwatch(key)
 
     # -- changes → jobs -----------------------------------------------------------------------
@@ -207,16 +206,16 @@ class WatchService:
             await self._submit(w, decided)
 
     async def _submit(self, w: Watched, todo: Plan) -> None:
-        """Enqueue through the lease connection: only the lease holder can."""
-        leases = self._leases.get(w.project.database_name)
-        if leases is None or w.root not in leases.held:
+        """Enqueue, after a round trip on the lease connection: only the lease holder does."""
+        if w.key not in self.leases.held:
             return  # the lease is gone (and the watch with it): whoever takes it over catches up
         if w.owed is not None:  # an earlier job never made it: the index it became covers this too
             todo = w.owed
         try:
-            await leases.run(lambda conn: self._enqueue(conn, w, todo))
+            await self.leases.probe()
+            await self._enqueue(await self.cluster.pool(w.project.database_name), w, todo)
         except LeaseLostError:
-            await self._drop_database(w.project.database_name)
+            await self._drop_all()
             return
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
             log.warning("watch: cannot enqueue for %s (%s); retrying at the next tick", w.root, exc)
@@ -230,7 +229,7 @@ class WatchService:
         with contextlib.suppress(*_DB_ERRORS):  # workers LISTEN on the registry (if missed: their sweep)
             await queries.hint_claimable(await self.cluster.registry_pool(), db)
 
-    async def _enqueue(self, conn: asyncpg.Connection, w: Watched, todo: Plan) -> None:
+    async def _enqueue(self, conn: asyncpg.Pool, w: Watched, todo: Plan) -> None:
         repo = w.repository
         limit = self.settings.watch_mass_change_files
         if todo.action == "refresh":

@@ -10,11 +10,12 @@ import asyncpg
 import pytest
 
 from server.app import App
-from server.db.locks import WATCH_LEASE, repository_key
+from server.db.cluster import database_of
+from server.db.locks import WATCH_LEASE
 from server.db.registry import Project
 from server.embeddings import Embedder
 from server.settings import Settings
-from server.watch.lease import APP_NAME_PREFIX
+from server.watch.lease import APP_NAME_PREFIX, lease_key
 from tests.e2e.conftest import Connect, Processes, wait_for
 from tests.repos import make_python_repo
 
@@ -42,8 +43,9 @@ async def indexing_app(e2e_env: dict[str, str], tmp_path: Path, local_embedder: 
     await app.close()
 
 
-async def _holders(conn: asyncpg.Connection, root: Path) -> list[str]:
-    rows = await conn.fetch(LEASE_HOLDERS, WATCH_LEASE, repository_key(str(root)) & 0xFFFFFFFF)
+async def _holders(conn: asyncpg.Connection, database: str, root: Path) -> list[str]:
+    """Who holds the repository's lease (leases live in the registry database, `conn`'s)."""
+    rows = await conn.fetch(LEASE_HOLDERS, WATCH_LEASE, lease_key(database, str(root)) & 0xFFFFFFFF)
     return [r["application_name"] for r in rows]
 
 
@@ -56,15 +58,15 @@ async def test_one_process_watches_a_repository_and_another_takes_over_when_it_d
     await app.index(project, repo)
     env = {**e2e_env, "WATCH_LEASE_RETRY_SECONDS": "0.5", "WATCH_DEBOUNCE_MS": "100"}
     first, second = processes.spawn("watch", str(repo), env=env), processes.spawn("watch", str(repo), env=env)
-    conn = await connect_db(project.database_name)
+    conn = await connect_db(database_of(e2e_env["REGISTRY_DATABASE_URL"]))
 
     async def one_holder() -> str | None:
-        holders = await _holders(conn, repo)
+        holders = await _holders(conn, project.database_name, repo)
         return holders[0] if len(holders) == 1 else None
 
     holder = await wait_for(one_holder, within=120)
     await asyncio.sleep(2.0)  # both keep retrying: still exactly one holder
-    assert await _holders(conn, repo) == [holder]
+    assert await _holders(conn, project.database_name, repo) == [holder]
     assert first.alive() and second.alive()
     assert holder.startswith(APP_NAME_PREFIX)
     holder_pid = int(holder.removeprefix(APP_NAME_PREFIX))

@@ -275,7 +275,7 @@ async def test_only_one_watch_service_takes_a_repository_and_the_other_takes_ove
     try:
         await asyncio.sleep(1.5)  # several lease retries
         assert len(first.watched) == 1 and second.watched == {}
-        assert second._leases == {}  # holding no lease, it keeps no connection for leases open
+        assert not second.leases.connected  # holding no lease, it keeps no connection for leases open
         await first.stop()  # its lease is released: the second service takes the repository
         await wait_for(lambda: len(second.watched) == 1, within=10, what="the takeover")
         (w,) = second.watched.values()
