@@ -278,10 +278,14 @@ class App:
         """
         row, created = await queries.create(await self.pool(project), job)
         if created:
-            await queries.hint_claimable(await self.cluster.registry_pool(), project.database_name)
-            if self.worker is not None:
-                self.worker.wake(project.database_name)
+            await self.wake_workers(project.database_name)
         return row, created
+
+    async def wake_workers(self, database: str) -> None:
+        """Tell every worker (on the registry's channel) and this process's one that `database` has a job."""
+        await queries.hint_claimable(await self.cluster.registry_pool(), database)
+        if self.worker is not None:
+            self.worker.wake(database)
 
     async def run_job(self, run: JobRun) -> IndexResult:
         row = run.row

@@ -45,7 +45,13 @@ class GlobalSlots:
         self.limit = limit
         self.namespace = namespace
         self._connect = connect or _plain_connect
-        self._idle: list[asyncpg.Connection] = []
+        self._idle: list[asyncpg.Connection] = []  # the spare (shared with `sibling`s)
+
+    def sibling(self, limit: int, namespace: int) -> GlobalSlots:
+        """Slots of another budget sharing this one's spare connection (one spare for all lanes)."""
+        other = GlobalSlots(self.dsn, limit, namespace, connect=self._connect)
+        other._idle = self._idle
+        return other
 
     async def _connection(self) -> asyncpg.Connection:
         while self._idle:
@@ -85,7 +91,8 @@ class GlobalSlots:
             await conn.close()  # closing frees the lock too
 
     async def close(self) -> None:
-        idle, self._idle = self._idle, []
+        idle = list(self._idle)
+        self._idle.clear()  # in place: siblings share it
         for conn in idle:
             await conn.close()
 

@@ -114,9 +114,7 @@ class Worker:
             return await cluster.connect_dsn(dsn, application_name="codebase-mcp-slot")
 
         self.slots = GlobalSlots(cluster.registry_dsn, settings.max_concurrent_indexing_jobs, connect=slot_connect)
-        refresh_slots = GlobalSlots(
-            cluster.registry_dsn, settings.max_concurrent_refresh_jobs, REFRESH_SLOTS, connect=slot_connect
-        )
+        refresh_slots = self.slots.sibling(settings.max_concurrent_refresh_jobs, REFRESH_SLOTS)
         # Refreshes first: they take seconds, and have slots of their own so they never wait for a
         # long index job's slot nor take one from it.
         self.lanes = (Lane("refresh", refresh_slots), Lane("index", self.slots))
@@ -387,6 +385,7 @@ class Worker:
     # -- housekeeping -----------------------------------------------------------------------
     async def maintain(self) -> None:
         """Sweep every project now: find pending jobs, rescue dead workers' jobs, expire history."""
+        await self._discover_projects()
         for db in list(self._projects):
             if self._stopping:
                 return
@@ -427,7 +426,6 @@ class Worker:
             if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _SWEEP_LOCK):
                 return
             try:
-                await self._discover_projects()
                 await self.maintain()
             finally:
                 await conn.execute("SELECT pg_advisory_unlock($1)", _SWEEP_LOCK)

@@ -18,6 +18,7 @@ from server.embeddings import Embedder
 from server.jobs import queries, refresh
 from server.jobs.models import IndexingJobCreate, IndexingJobProgress, JobRow
 from server.jobs.refresh import create_refresh, pending_changes
+from server.jobs.worker import Worker
 from server.settings import Settings
 from tests.fakes import FakeEmbedder
 from tests.polling import wait_for
@@ -118,10 +119,12 @@ async def test_a_refresh_merges_into_the_pending_one_and_widens_past_the_limit(
 
 async def test_a_refresh_whose_worker_died_is_queued_again_not_lost(app: App, tmp_path: Path, project_id: str) -> None:
     assert app.worker is not None
-    worker = app.worker
     _, pool = await _project(app, project_id)
-    await worker.stop()  # maintain() by hand; nothing claims meanwhile
+    await app.worker.stop()  # nothing claims meanwhile; a worker that never starts sweeps by hand
     app.worker = None
+    worker = Worker(
+        cluster=app.cluster, registry=app.registry, notifier=app.notifier, settings=app.settings, run_job=app.run_job
+    )
     repo = make_python_repo(tmp_path / "repo", 1)
     lost, _ = await _refresh(pool, repo, ["a.py"])
     await pool.execute(

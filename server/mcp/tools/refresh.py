@@ -73,8 +73,7 @@ def register(mcp: FastMCP, app: App) -> None:
                 max_paths=app.settings.watch_mass_change_files, message="Refresh of every file (refresh_index)",
             )  # fmt: skip
             queued.append((repo, row, not created))
-        if app.worker is not None:
-            app.worker.wake(project.database_name)
+        await app.wake_workers(project.database_name)
         if wait:
             done = 0
 
