@@ -162,6 +162,10 @@ async def index_repository(
     run.searchable_at = time.time()
 
     if embedder is not None:
+        # Said at once, not after the cache lookup (minutes for a big change: every cache hit is an
+        # HNSW insert): the files are searchable, and a refresh waiting for this phase may go.
+        await run.read_coverage(force=True)
+        await run("Searchable; taking transformer vectors of unchanged texts from the cache", "embedding")
         own: list[asyncpg.Record] = []
         async with pool.acquire() as conn:
             if embed_stored_only:  # this run's chunks only: cached texts first, then the rest
