@@ -122,7 +122,11 @@ class WatchService:
                 await self.leases.probe()  # LeaseLostError when the connection (and its leases) died
         except LeaseLostError:
             await self._drop_all()
-        for project in await self.registry.list_projects():
+        projects = await self.registry.list_projects()
+        present = {p.database_name for p in projects}
+        for key in [k for k in self.watched if k[0] not in present]:  # a removed project
+            await self._unwatch(key)
+        for project in projects:
             try:
                 await self._tick(project)
             except LeaseLostError:
