@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import asyncpg
@@ -16,16 +17,19 @@ from listener import Notifier
 from server.db.cluster import CONNECT_ERRORS, Cluster, DatabaseUnavailableError, unavailable
 from server.db.embedded import EmbeddedPostgresError
 from server.db.keeper import EmbeddedKeeper
+from server.db.locks import ContentLocks
 from server.db.registry import Project, Registry
 from server.embeddings import Embedder, EmbeddingError, StaticEmbedder, create_embedder
 from server.indexer.pipeline import IndexResult, ProgressCallback, index_repository
 from server.jobs import queries
 from server.jobs.models import IndexingJobCreate, JobRow
 from server.jobs.paths import RepoPathError, confirm_root
+from server.jobs.refresh import RepositoryMissingError
 from server.jobs.worker import JobRun, Worker
 from server.lifecycle import repositories
 from server.projects import ProjectResolver
 from server.settings import Settings
+from server.watch.service import WatchService
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +104,8 @@ class App:
         self.notifier = Notifier(connect=_listen_connection)
         self.worker: Worker | None = None
         self.keeper: EmbeddedKeeper | None = None
+        self.watcher: WatchService | None = None
+        self.content_locks = ContentLocks()
 
     @property
     def cluster(self) -> Cluster:
@@ -124,7 +130,7 @@ class App:
         """The connection pool of a project's database."""
         return await self.cluster.pool(project.database_name)
 
-    async def start(self, *, workers: bool | None = None) -> None:
+    async def start(self, *, workers: bool | None = None, watch: bool = False) -> None:
         self._cluster = await open_cluster(self.settings)  # may start PostgreSQL
         cluster = self._cluster
 
@@ -132,6 +138,9 @@ class App:
             return await cluster.connect_dsn(dsn, application_name="codebase-mcp-listener")
 
         self.notifier = Notifier(connect=listen_connection)  # a fresh one: start() may follow close()
+        self.content_locks = ContentLocks(
+            connect=lambda dsn: cluster.connect_dsn(dsn, application_name="codebase-mcp-content-lock")
+        )
         if cluster.embedded is not None:  # `db stop` sees us; a stopped server is started again
             self.keeper = EmbeddedKeeper(cluster.embedded, on_restart=cluster.expire_connections)
             self.keeper.start()
@@ -152,6 +161,8 @@ class App:
         )
         if workers if workers is not None else self.settings.run_workers_in_server:
             await self.start_worker()
+        if watch:
+            await self.start_watching()
 
     async def _embedding_dimension(self) -> int:
         try:
@@ -171,11 +182,28 @@ class App:
         await self.worker.start()
         return self.worker
 
+    async def start_watching(self, roots: Sequence[Path] | None = None) -> WatchService:
+        """Watch the indexed repositories (all of them, or those at `roots`) and enqueue their changes."""
+        worker = self.worker
+        self.watcher = WatchService(
+            cluster=self.cluster,
+            registry=self.registry,
+            settings=self.settings,
+            wake=worker.wake if worker is not None else None,
+            roots=roots,
+        )
+        await self.watcher.start()
+        return self.watcher
+
     async def close(self) -> None:
+        if self.watcher is not None:
+            await self.watcher.stop()
+            self.watcher = None
         if self.worker is not None:
             await self.worker.stop()
             self.worker = None
         await self.notifier.close()
+        await self.content_locks.close()
         if self.keeper is not None:
             await self.keeper.close()
             self.keeper = None
@@ -197,8 +225,14 @@ class App:
         name: str | None = None,
         force_reindex: bool = False,
         progress: ProgressCallback | None = None,
+        paths: Sequence[str] | None = None,
+        embed_stored_only: bool = False,
     ) -> IndexResult:
         """Index in the foreground (CLI, the `index_repository` tool, and every job).
+
+        `paths` restricts the run to those files (a refresh); `embed_stored_only` embeds only
+        the chunks this run stored. Runs of one repository never read and store files at the same
+        time: each holds the repository's content lock meanwhile (server/db/locks.py).
 
         The path is confined again here, when the work starts, whenever it was validated
         (`confirm_root`), and once more at the end: a root swapped for a symlink fails the run.
@@ -208,6 +242,8 @@ class App:
         await self.registry.check_embedder(project)
         pool = await self.pool(project)
         await self.check_repository_root(project, repo_path)
+        root = str(repo_path)  # confirmed: its own real path
+        dsn = self.cluster.dsn_for(project.database_name)
         lock = await self.cluster.connect(project.database_name)  # its lock ends with the connection
         try:
             await repositories.hold_indexing_lock(lock, repo_path)
@@ -221,6 +257,9 @@ class App:
                 max_file_size=self.settings.max_file_size_bytes,
                 static_tier=self.static_embedder is not None,
                 max_repo_bytes=int(self.settings.max_repo_size_gb * 1e9),
+                paths=paths,
+                content_lock=lambda: self.content_locks.hold(dsn, root),
+                embed_stored_only=embed_stored_only,
             )
         finally:
             await _close_quietly(lock)
@@ -239,16 +278,31 @@ class App:
         """
         row, created = await queries.create(await self.pool(project), job)
         if created:
-            await queries.hint_claimable(await self.cluster.registry_pool(), project.database_name)
-            if self.worker is not None:
-                self.worker.wake(project.database_name)
+            await self.wake_workers(project.database_name)
         return row, created
 
+    async def wake_workers(self, database: str) -> None:
+        """Tell every worker (on the registry's channel) and this process's one that `database` has a job."""
+        await queries.hint_claimable(await self.cluster.registry_pool(), database)
+        if self.worker is not None:
+            self.worker.wake(database)
+
     async def run_job(self, run: JobRun) -> IndexResult:
+        row = run.row
+        paths: list[str] | None = None
+        if row.kind == "refresh":
+            if not Path(row.repo_path).is_dir():  # removed, or not mounted: keep its index as it is
+                raise RepositoryMissingError(
+                    f"repository folder {row.repo_path} is missing; its index is kept as it was. The watcher "
+                    "re-indexes it once the folder is back (or call refresh_index then)"
+                )
+            paths = None if row.metadata.get("full") else [str(p) for p in row.metadata.get("paths") or []]
         return await self.index(
             run.project,
-            Path(run.row.repo_path),
-            name=run.row.repo_name,
-            force_reindex=run.row.force_reindex,
+            Path(row.repo_path),
+            name=row.repo_name,
+            force_reindex=row.force_reindex,
             progress=run.report,
+            paths=paths,
+            embed_stored_only=row.kind == "refresh",
         )

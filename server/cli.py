@@ -1,4 +1,4 @@
-"""`codebase-mcp` command line: serve, token, worker, index, search, repos, projects, db."""
+"""`codebase-mcp` command line: serve, token, worker, watch, index, search, repos, projects, db."""
 
 from __future__ import annotations
 
@@ -20,6 +20,12 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from server.commands.serve import cmd_worker as worker
 
     return worker(args, settings)
+
+
+def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
+    from server.commands.watch import cmd_watch as watch
+
+    return watch(args, settings)
 
 
 def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
@@ -83,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run background indexing workers (any number, on any machine)")
     worker.add_argument("--concurrency", type=int)
     worker.set_defaults(func=cmd_worker)
+
+    watch = sub.add_parser(
+        "watch", help="watch indexed repositories and queue their changes (for deployments with `worker`s)"
+    )
+    watch.add_argument("paths", nargs="*", metavar="PATH", help="only these repositories (default: every one)")
+    watch.set_defaults(func=cmd_watch)
 
     index = sub.add_parser("index", help="index a repository in the foreground")
     index.add_argument("path")

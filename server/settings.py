@@ -69,7 +69,11 @@ class Settings(BaseSettings):
     allowed_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
 
     # --- background indexing ---
+    # Slots for `index` jobs (whole repositories), across every process sharing the database.
     max_concurrent_indexing_jobs: int = Field(default=2, ge=1)
+    # A separate budget for `refresh` jobs (changed paths, seconds each): a refresh never waits
+    # for a long index job's slot, and refreshes never take the slots index jobs need.
+    max_concurrent_refresh_jobs: int = Field(default=2, ge=1)
     indexing_job_timeout_seconds: int = Field(default=3600, ge=1)
     job_status_retention_days: int = Field(default=7, ge=0)
     max_repo_size_gb: float = Field(default=10, gt=0)
@@ -79,6 +83,14 @@ class Settings(BaseSettings):
     stale_job_seconds: float = Field(default=30.0, gt=0)
     worker_poll_interval_seconds: float = Field(default=30.0, gt=0)
     run_workers_in_server: bool = True
+
+    # --- watching (server/watch/) ---
+    watch_repositories: bool = Field(default=True, description="Watch indexed repositories in `serve`.")
+    watch_debounce_ms: int = Field(default=200, ge=10, le=60_000)
+    watch_max_batch_ms: int = Field(default=2000, ge=10, le=600_000)
+    watch_mass_change_files: int = Field(default=200, ge=1)
+    watch_lease_retry_seconds: float = Field(default=5.0, gt=0)
+    watch_root_check_seconds: float = Field(default=2.0, gt=0)
 
     # --- HTTP ---
     http_host: str = "127.0.0.1"

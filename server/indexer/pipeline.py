@@ -10,10 +10,13 @@ one batch and leaves each batch either fully written or not at all.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
 import uuid
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,10 +25,11 @@ import asyncpg
 from server.embeddings.base import Embedder
 from server.errors import UserError
 from server.indexer import store
-from server.indexer.fill import fill_transformer_tier
+from server.indexer.fill import fill_rows, fill_transformer_tier
 from server.indexer.prepare import Prepared, PrepareJob, executor, prepare
 from server.indexer.progress import Phase, Progress, ProgressCallback, Reporter, WorkModel
 from server.indexer.scanner import DEFAULT_MAX_FILE_SIZE, scan_repository
+from server.indexer.scope import PathScope
 from server.indexer.store import FileRecord
 
 log = logging.getLogger(__name__)
@@ -40,6 +44,10 @@ COVERAGE_INTERVAL_SECONDS = 2.0  # tier counts are re-read at most this often wh
 ANALYZE_AFTER_CHUNKS = 500  # a run that wrote this many chunks refreshes the planner's statistics
 
 __all__ = ["INDEX_FORMAT", "IndexResult", "Progress", "ProgressCallback", "RepositoryTooLargeError", "index_repository"]
+
+
+# Held while files are scanned, read and stored (not while vectors are filled in).
+ContentLock = Callable[[], AbstractAsyncContextManager[object]]
 
 
 class RepositoryTooLargeError(UserError, ValueError):
@@ -64,6 +72,7 @@ class IndexResult:
     transformer_coverage: float = 0.0
     searchable_seconds: float = 0.0
     duration_seconds: float = 0.0
+    stored_paths: list[str] = field(default_factory=list)  # files (re)chunked by this run
 
 
 class _Run:
@@ -127,19 +136,83 @@ async def index_repository(
     max_file_size: int = DEFAULT_MAX_FILE_SIZE,
     max_repo_bytes: int | None = None,
     static_tier: bool = False,
+    paths: Sequence[str] | None = None,
+    content_lock: ContentLock | None = None,
+    embed_stored_only: bool = False,
 ) -> IndexResult:
     """Index `repo_path` into the project database behind `pool`.
 
     With `static_tier` every stored chunk gets its static vector at once. `embedder=None` stores
     full text (and static vectors) only; a later run fills in the transformer tier.
+    `paths` (relative, escaped like `rel_path`; a folder stands for everything below it) restricts
+    the run to those files: each is read again and indexed if present and not ignored, marked
+    deleted if not. `content_lock` is held from the scan until the files are stored.
+    `embed_stored_only`: fill in only the chunks of the files this run stored (other runs fill in theirs).
     """
     started = time.monotonic()
     root = Path(os.path.abspath(repo_path))  # not resolve(): that would follow a symlink swapped in
     report = Reporter(progress_callback)
+    async with content_lock() if content_lock is not None else contextlib.nullcontext():
+        run, stored_format = await _scan_and_store(
+            root, name, pool, report, force_reindex, max_file_size, max_repo_bytes, paths, static_tier
+        )
+    result = run.result
+    repo_id = result.repository_id
+    result.searchable_seconds = time.monotonic() - started
+    run.searchable_at = time.time()
+
+    if embedder is not None:
+        # Said at once, not after the cache lookup (minutes for a big change: every cache hit is an
+        # HNSW insert): the files are searchable, and a refresh waiting for this phase may go.
+        await run.read_coverage(force=True)
+        await run("Searchable; taking transformer vectors of unchanged texts from the cache", "embedding")
+        own: list[asyncpg.Record] = []
+        async with pool.acquire() as conn:
+            if embed_stored_only:  # this run's chunks only: cached texts first, then the rest
+                result.embedding_cache_hits, own = await store.unembedded_of_files(conn, repo_id, result.stored_paths)
+            else:
+                result.embedding_cache_hits = await store.fill_from_cache(conn, repo_id)
+        todo = len(own) if embed_stored_only else (await run.read_coverage(force=True)).unembedded
+        run.work.start_embed(todo)
+        await run(f"Searchable; embedding {todo} chunks with the transformer", "embedding")
+
+        async def embedded(n: int) -> None:
+            result.chunks_embedded += n
+            run.work.embedded(n)
+            await run(f"Embedding with the transformer: {run.work.embed_done}/{todo} chunks", "embedding")
+
+        if embed_stored_only:
+            await fill_rows(pool, embedder, own, embedded)
+        else:
+            await fill_transformer_tier(pool, repo_id, embedder, embedded)
+
+    await run("Finalizing", "finalizing")
+    async with pool.acquire() as conn:
+        # a restricted run leaves the other files in the format they were stored in
+        fmt = INDEX_FORMAT if paths is None else stored_format
+        result.total_files, result.total_chunks = await store.finish_repository(conn, repo_id, fmt)
+    await run.read_coverage(force=True)
+    result.duration_seconds = time.monotonic() - started
+    await run(summary(result), "done", percentage=100)
+    return result
+
+
+async def _scan_and_store(
+    root: Path,
+    name: str,
+    pool: asyncpg.Pool,
+    report: Reporter,
+    force_reindex: bool,
+    max_file_size: int,
+    max_repo_bytes: int | None,
+    paths: Sequence[str] | None,
+    static_tier: bool,
+) -> tuple[_Run, int]:
     await report(Progress(1, f"Scanning {root}", "scanning"))
-    scan = await asyncio.to_thread(scan_repository, root, max_file_size=max_file_size)
+    scope = PathScope(paths) if paths is not None else None
+    scan = await asyncio.to_thread(scan_repository, root, max_file_size=max_file_size, paths=paths)
     total_bytes = sum(f.size for f in scan.files)
-    if max_repo_bytes is not None and total_bytes > max_repo_bytes:
+    if max_repo_bytes is not None and paths is None and total_bytes > max_repo_bytes:
         raise RepositoryTooLargeError(
             f"repository {root} holds {total_bytes / 1e9:.2f} GB of indexable files, above the "
             f"MAX_REPO_SIZE_GB limit of {max_repo_bytes / 1e9:.2f} GB; raise the limit or ignore folders "
@@ -147,16 +220,21 @@ async def index_repository(
         )
     async with pool.acquire() as conn:
         repo_id, stored_format = await store.ensure_repository(conn, str(root), name, INDEX_FORMAT)
-        known = await store.known_files(conn, repo_id)
+        under = None if scope is None or "" in scope.requested else sorted(scope.requested)
+        known = await store.known_files(conn, repo_id, under)
     rechunk = force_reindex or stored_format < INDEX_FORMAT
     result = IndexResult(repository_id=repo_id, files_scanned=len(scan.files), files_skipped=dict(scan.skipped))
     run = _Run(result, pool, report)
 
     # Change detection: same size and mtime → unchanged without reading; else hash decides.
+    # Named paths were reported changed: always read (a rewrite within the clock's tick keeps both).
     jobs: list[PrepareJob] = []
     for f in scan.files:
         k = known.get(f.rel_path)
-        if k is not None and not rechunk and not k.is_deleted and k.size == f.size and k.mtime_ns == f.mtime_ns:
+        if (
+            k is not None and paths is None and not rechunk and not k.is_deleted
+            and k.size == f.size and k.mtime_ns == f.mtime_ns
+        ):  # fmt: skip
             result.files_unchanged += 1
             continue
         jobs.append(PrepareJob(f, None if (k is None or rechunk or k.is_deleted) else k.content_hash))
@@ -168,7 +246,7 @@ async def index_repository(
     await _prepare_and_store(jobs, run, known, max_file_size, static_tier)
 
     present = {f.rel_path for f in scan.files}
-    gone = [p for p, k in known.items() if p not in present and not k.is_deleted]
+    gone = [p for p, k in known.items() if p not in present and not k.is_deleted and (not scope or scope.covers(p))]
     async with pool.acquire() as conn:
         result.files_deleted = await store.mark_deleted(conn, repo_id, gone)
     if result.chunks_created + result.files_deleted * 10 >= ANALYZE_AFTER_CHUNKS:
@@ -177,30 +255,7 @@ async def index_repository(
         async with pool.acquire() as conn:
             await store.analyze_chunks(conn)
     run.work.finish_store()
-    result.searchable_seconds = time.monotonic() - started
-    run.searchable_at = time.time()
-
-    if embedder is not None:
-        async with pool.acquire() as conn:
-            result.embedding_cache_hits = await store.fill_from_cache(conn, repo_id)
-        todo = (await run.read_coverage(force=True)).unembedded
-        run.work.start_embed(todo)
-        await run(f"Searchable; embedding {todo} chunks with the transformer", "embedding")
-
-        async def embedded(n: int) -> None:
-            result.chunks_embedded += n
-            run.work.embedded(n)
-            await run(f"Embedding with the transformer: {run.work.embed_done}/{todo} chunks", "embedding")
-
-        await fill_transformer_tier(pool, repo_id, embedder, embedded)
-
-    await run("Finalizing", "finalizing")
-    async with pool.acquire() as conn:
-        result.total_files, result.total_chunks = await store.finish_repository(conn, repo_id, INDEX_FORMAT)
-    await run.read_coverage(force=True)
-    result.duration_seconds = time.monotonic() - started
-    await run(summary(result), "done", percentage=100)
-    return result
+    return run, stored_format
 
 
 def summary(result: IndexResult) -> str:
@@ -240,6 +295,7 @@ async def _prepare_and_store(
             await store.touch_files(conn, [known[p].id for p in same], [sizes[p][1] for p in same])
         result.chunks_created += written
         result.files_indexed += len(records)
+        result.stored_paths.extend(r.rel_path for r in records)
         result.files_unchanged += len(same)
         done_files += len(prepared)
         run.work.stored(sum(sizes[p][0] for p in _paths(prepared)), written)

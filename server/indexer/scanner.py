@@ -7,6 +7,7 @@ import hashlib
 import os
 import re
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pathspec
 from server.fs.confined import DIR_FLAGS, PathEscapeError, open_beneath, open_directory, read_beneath, split_relative
 from server.fs.names import escape_name, unescape_name
 from server.indexer.languages import detect_language, language_from_shebang
+from server.indexer.scope import PathScope
 from server.indexer.types import ScannedFile
 
 DEFAULT_MAX_FILE_SIZE = 1_048_576
@@ -63,6 +65,9 @@ DEFAULT_SKIPPED_SUFFIXES: tuple[str, ...] = (
     ".exe", ".o", ".obj", ".a", ".lib", ".class", ".jar", ".war", ".whl", ".egg", ".log", ".swp",
     ".svg",  # text, but drawing paths: noise for search
 )  # fmt: skip
+# Editors' swap, backup, lock and atomic-save files: never worth indexing, and churn while editing.
+EDITOR_TEMP_SUFFIXES: tuple[str, ...] = ("~", ".swp", ".swo", ".swx", ".swn", "___jb_tmp___", "___jb_old___")
+EDITOR_TEMP_NAMES: frozenset[str] = frozenset({"4913"})  # vim's "can I write here" probe
 # Skipped without reading: their content is binary by definition.
 BINARY_SUFFIXES: frozenset[str] = frozenset(
     {
@@ -82,6 +87,8 @@ BINARY_SUFFIXES: frozenset[str] = frozenset(
 class ScanResult:
     files: list[ScannedFile]  # sorted by rel_path
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> count
+    # With `paths`: the requested paths the ignore rules exclude (the path, or a folder above it).
+    ignored_paths: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,13 +177,32 @@ def _decision(layers: list[_Layer], rel: str) -> bool | None:
     return None
 
 
+def is_editor_temp(name: str) -> bool:
+    """Vim swap files and write probes, Emacs backups, locks and autosaves, JetBrains atomic saves."""
+    return (
+        name.endswith(EDITOR_TEMP_SUFFIXES)
+        or name.startswith(".#")
+        or (len(name) > 1 and name[0] == "#" and name[-1] == "#")
+        or name in EDITOR_TEMP_NAMES
+    )
+
+
 def _skipped_by_default(name: str, is_dir: bool, siblings: set[str]) -> bool:
     if is_dir:
         if name in BUILD_OUTPUT_DIRS:
             return not BUILD_MANIFESTS.isdisjoint(siblings)
         return name in DEFAULT_SKIPPED_DIRS or name.endswith(DEFAULT_SKIPPED_DIR_SUFFIXES)
     lower = name.lower()
-    return lower in DEFAULT_SKIPPED_FILES or lower.endswith(DEFAULT_SKIPPED_SUFFIXES)
+    return lower in DEFAULT_SKIPPED_FILES or lower.endswith(DEFAULT_SKIPPED_SUFFIXES) or is_editor_temp(name)
+
+
+def _ignored(layers: list[_Layer], name: str, rel: str, is_dir: bool, siblings: set[str]) -> bool:
+    """Whether an entry (`rel` relative to the root, `siblings` the names beside it) is left out
+    by the rules: version-control and tool folders, ignore files, then the defaults."""
+    if is_dir and name in ALWAYS_SKIPPED_DIRS:
+        return True
+    decision = _decision(layers, rel + "/" if is_dir else rel) if layers else None
+    return bool(decision) or (decision is None and _skipped_by_default(name, is_dir, siblings))
 
 
 def _is_binary_name(name: str) -> bool:
@@ -189,6 +215,7 @@ def scan_repository(
     *,
     max_file_size: int = DEFAULT_MAX_FILE_SIZE,
     ignore_file: str = DEFAULT_IGNORE_FILE,
+    paths: Collection[str] | None = None,
 ) -> ScanResult:
     """List the indexable files under `root` without reading them.
 
@@ -197,10 +224,15 @@ def scan_repository(
     a directory swapped for a symlink mid-walk is not entered. `root` must be a resolved path (it
     is not resolved here: resolving would follow a symlink put in its place). Ignored directories
     are pruned without being entered. `rel_path` is escaped (`server/fs/names.py`).
+
+    With `paths` (relative to `root`, escaped like `rel_path`; a folder stands for everything
+    below it) only those are listed, by the same rules, and `ignored_paths` tells which of them
+    the rules exclude (escaped too).
     """
     root = Path(os.path.abspath(root))
     skipped: Counter[str] = Counter()
     files: list[ScannedFile] = []
+    scope = PathScope(unescape_name(p) for p in paths) if paths is not None else None
 
     # Precedence, highest first: the project ignore file, then .gitignore files (deeper ones
     # first, pushed while descending), then .git/info/exclude.
@@ -219,6 +251,8 @@ def scan_repository(
         names = {e.name for e in entries}
         if rel_dir and not ENVIRONMENT_MARKERS.isdisjoint(names):
             skipped["ignored"] += 1  # a virtualenv, whatever its name
+            if scope is not None:
+                scope.exclude(rel_dir[:-1])
             return
         pushed = False
         if ".gitignore" in names:
@@ -227,9 +261,19 @@ def scan_repository(
                 gitignores.append(layer)
                 pushed = True
         layers = top + gitignores[::-1] + ([exclude] if exclude else [])
+        if scope is not None and rel_dir in scope.children:
+            scope.judge_missing(
+                rel_dir,
+                names,
+                lambda name, rel, is_dir: (
+                    _ignored(layers, name, rel, is_dir, names) or (not is_dir and _is_binary_name(name))
+                ),
+            )
 
         for entry in entries:
             name = entry.name
+            if scope is not None and not scope.wants(rel_dir + name):
+                continue
             if entry.is_symlink():
                 skipped["symlink"] += 1
                 continue
@@ -239,16 +283,14 @@ def scan_repository(
             except OSError:
                 skipped["unreadable"] += 1
                 continue
-            if is_dir and name in ALWAYS_SKIPPED_DIRS:
-                skipped["ignored"] += 1
-                continue
             if not is_dir and not is_file:
                 skipped["special"] += 1  # sockets, fifos, devices
                 continue
             rel = rel_dir + name
-            decision = _decision(layers, rel + "/" if is_dir else rel) if layers else None
-            if decision or (decision is None and _skipped_by_default(name, is_dir, names)):
+            if _ignored(layers, name, rel, is_dir, names):
                 skipped["ignored"] += 1
+                if scope is not None:
+                    scope.exclude(rel)
                 continue
             if is_dir:
                 try:
@@ -263,6 +305,8 @@ def scan_repository(
                 continue
             if _is_binary_name(name):
                 skipped["binary"] += 1
+                if scope is not None:
+                    scope.exclude(rel)
                 continue
             try:
                 st = entry.stat(follow_symlinks=False)
@@ -291,7 +335,8 @@ def scan_repository(
     finally:
         os.close(root_fd)
     files.sort(key=lambda f: f.rel_path)
-    return ScanResult(files, dict(skipped))
+    ignored = frozenset(escape_name(p) for p in scope.ignored) if scope is not None else frozenset()
+    return ScanResult(files, dict(skipped), ignored)
 
 
 def decode_text(data: bytes) -> str:

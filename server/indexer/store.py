@@ -76,10 +76,18 @@ async def ensure_repository(conn: Conn, root_path: str, name: str, index_format:
     return row["id"], int(row["index_format"])
 
 
-async def known_files(conn: Conn, repo_id: uuid.UUID) -> dict[str, KnownFile]:
+async def known_files(conn: Conn, repo_id: uuid.UUID, under: Sequence[str] | None = None) -> dict[str, KnownFile]:
+    """The repository's files; with `under`, only those at or below these paths (and maybe a few more)."""
     rows = await conn.fetch(
-        "SELECT id, rel_path, content_hash, size_bytes, mtime_ns, is_deleted FROM files WHERE repository_id = $1",
+        """
+        SELECT id, rel_path, content_hash, size_bytes, mtime_ns, is_deleted FROM files
+        WHERE repository_id = $1 AND ($2::text[] IS NULL OR rel_path = ANY($2) OR rel_path LIKE ANY($3::text[]))
+        """,
         repo_id,
+        None if under is None else list(under),
+        # LIKE's escape character is the backslash that escaped names hold: double it. `_` and `%`
+        # only widen the match (the caller filters again).
+        None if under is None else [p.rstrip("/").replace("\\", "\\\\") + "/%" for p in under],
     )
     return {
         r["rel_path"]: KnownFile(r["id"], r["content_hash"], r["size_bytes"], r["mtime_ns"], r["is_deleted"])
@@ -226,6 +234,35 @@ async def next_unembedded(
         limit,
     )
     return rows
+
+
+async def unembedded_of_files(
+    conn: Conn, repo_id: uuid.UUID, rel_paths: Sequence[str]
+) -> tuple[int, list[asyncpg.Record]]:
+    """Chunks of these files still without a transformer vector, after giving them cached ones;
+    returns (cache hits, rows) with the rows in `next_unembedded`'s shape."""
+    async with conn.transaction():
+        status: str = await conn.execute(
+            """
+            UPDATE chunks c SET embedding = e.embedding
+            FROM embedding_cache e, files f
+            WHERE f.repository_id = $1 AND f.rel_path = ANY($2::text[]) AND c.file_id = f.id
+              AND c.embedding IS NULL AND e.text_hash = c.embed_hash
+            """,
+            repo_id,
+            list(rel_paths),
+        )
+        rows: list[asyncpg.Record] = await conn.fetch(
+            """
+            SELECT c.id, c.embed_hash, c.symbol, c.content, f.rel_path
+            FROM chunks c JOIN files f ON f.id = c.file_id
+            WHERE f.repository_id = $1 AND f.rel_path = ANY($2::text[]) AND c.embedding IS NULL
+            ORDER BY c.embed_priority, c.id
+            """,
+            repo_id,
+            list(rel_paths),
+        )
+    return int(status.split()[-1]), rows
 
 
 async def unembedded_priorities(conn: Conn, repo_id: uuid.UUID) -> list[int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from server.errors import UserError
 
-__all__ = ["InvalidJobIdError", "JobNotCancellableError", "JobNotFoundError"]
+__all__ = ["InvalidJobIdError", "JobNotCancellableError", "JobNotFoundError", "RepositoryNotIndexedError"]
 
 
 class InvalidJobIdError(UserError, ValueError):
@@ -17,3 +17,7 @@ class JobNotFoundError(UserError, LookupError):
 
 class JobNotCancellableError(UserError):
     """The job already reached a final state."""
+
+
+class RepositoryNotIndexedError(UserError, LookupError):
+    """A repository that is not indexed in the project (or a project without any)."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol, Self, overload
+from typing import Any, Literal, Protocol, Self, overload
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -30,6 +30,8 @@ __all__ = [
 ]
 
 ALLOWED_ROOTS_CONTEXT_KEY = "allowed_roots"
+SHOWN_PATHS = 50  # a refresh's paths listed in its progress view
+JobKind = Literal["index", "refresh"]
 
 
 class IndexingJobStatus(StrEnum):
@@ -77,6 +79,7 @@ class JobRow:
     completed_at: datetime | None
     cancelled_at: datetime | None
     metadata: Mapping[str, Any]
+    kind: JobKind  # index: the whole repository; refresh: metadata.paths, or every file when metadata.full
     worker_task_id: str | None  # name of the asyncio task running the job
     connection_id: str | None  # pg_backend_pid() of the worker connection that claimed the job
     worker_id: str | None  # host:pid:nonce of the worker process
@@ -201,6 +204,17 @@ class IndexingJobProgress(BaseModel):
     repo_name: str = Field(description="Human-readable repository name.")
     project_id: str = Field(description="Project (workspace) the repository is indexed into.")
     force_reindex: bool = Field(default=False, description="Whether unchanged files are re-indexed too.")
+    kind: JobKind = Field(
+        default="index",
+        description="index: the whole repository (incremental unless forced); refresh: the changed files a "
+        "watcher saw, or every file for refresh_index (seconds, with its own worker slots).",
+    )
+    paths: list[str] | None = Field(
+        default=None,
+        description=f"A refresh's changed paths, relative to the repository (at most {SHOWN_PATHS} listed); "
+        "None for index jobs and for refreshes of every file.",
+    )
+    paths_total: int = Field(default=0, ge=0, description="How many paths the refresh covers (0: not a list).")
     phase: str | None = Field(
         default=None, description="Current phase: 'scanning', 'storing', 'embedding', 'finalizing' or 'done'."
     )
@@ -239,6 +253,9 @@ class IndexingJobProgress(BaseModel):
         """Build from an ``indexing_jobs`` row: ``id`` becomes ``job_id``, ``metadata`` may hold ``phase``."""
         meta = _metadata(row["metadata"])
         phase = meta.get("phase")
+        kind = row["kind"]
+        listed = meta.get("paths") if kind == "refresh" and not meta.get("full") else None
+        paths = [str(p) for p in listed] if isinstance(listed, list) else None
         return cls(
             job_id=row["id"],
             status=row["status"],
@@ -259,6 +276,9 @@ class IndexingJobProgress(BaseModel):
             repo_name=row["repo_name"],
             project_id=row["project_id"],
             force_reindex=row["force_reindex"],
+            kind=kind,
+            paths=paths[:SHOWN_PATHS] if paths is not None else None,
+            paths_total=len(paths) if paths is not None else 0,
             phase=phase if isinstance(phase, str) else None,
             static_coverage=_number(meta, "static_coverage", 0.0),
             transformer_coverage=_number(meta, "transformer_coverage", 0.0),

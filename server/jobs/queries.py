@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 
 from server.indexer.progress import Progress
-from server.jobs.models import JOB_COLUMNS, IndexingJobCreate, JobRow
+from server.jobs.models import JOB_COLUMNS, IndexingJobCreate, JobKind, JobRow
 from server.jobs.slots import HINT_CHANNEL
 
 Executor = asyncpg.Pool | asyncpg.Connection
@@ -37,14 +37,17 @@ def _rows(records: list[asyncpg.Record]) -> list[JobRow]:
 _INSERT = f"""
     INSERT INTO indexing_jobs (repo_path, repo_name, project_id, force_reindex, status, progress_message)
     VALUES ($1, $2, $3, $4, 'pending', 'Job queued')
-    ON CONFLICT (repo_path) WHERE status IN ('pending', 'running') DO NOTHING
+    ON CONFLICT (repo_path) WHERE status IN ('pending', 'running') AND kind = 'index' DO NOTHING
     RETURNING {COLUMNS}
 """
-_ACTIVE_FOR_REPO = f"SELECT {COLUMNS} FROM indexing_jobs WHERE repo_path = $1 AND status IN ('pending', 'running')"
+_ACTIVE_FOR_REPO = f"""
+    SELECT {COLUMNS} FROM indexing_jobs WHERE repo_path = $1 AND status IN ('pending', 'running') AND kind = 'index'
+"""
 
 
 async def create(conn: Executor, job: IndexingJobCreate) -> tuple[JobRow, bool]:
-    """Insert a pending job; if the repository already has an active job, return that one instead."""
+    """Insert a pending `index` job; if the repository already has an active one, return that one instead
+    (refresh jobs are not in the way: they have their own rule, server/jobs/refresh.py)."""
     row = _row(await conn.fetchrow(_INSERT, job.repo_path, job.repo_name, job.project_id, job.force_reindex))
     if row is not None:
         return row, True
@@ -78,11 +81,18 @@ async def request_cancel(conn: Executor, job_id: uuid.UUID) -> JobRow | None:
     return _row(await conn.fetchrow(sql, job_id))
 
 
-async def claim_next(conn: Executor, worker_id: str, task_name: str) -> JobRow | None:
-    """Take the oldest pending job, skipping rows other workers are claiming.
+# Phases (server/indexer/progress.py) in which a running job still reads and stores files: a
+# refresh of its repository waits until the job has moved past them.
+STORE_PHASES = ("starting", "scanning", "storing")
+
+
+async def claim_next(conn: Executor, worker_id: str, task_name: str, kind: JobKind = "index") -> JobRow | None:
+    """Take the oldest pending job of `kind`, skipping rows other workers are claiming.
 
     Records who runs it: `worker_id` (the process), `worker_task_id` (`task_name`, the asyncio
     task that will run it) and `connection_id` (the backend pid of the connection claiming it).
+    A refresh is not taken while another job of its repository is still reading and storing
+    files: it would only wait for that job's content lock (server/db/locks.py), holding a slot.
     """
     sql = f"""
         UPDATE indexing_jobs SET
@@ -91,16 +101,24 @@ async def claim_next(conn: Executor, worker_id: str, task_name: str) -> JobRow |
             progress_message = 'Starting',
             metadata = coalesce(metadata, '{{}}'::jsonb) || '{{"phase": "starting"}}'::jsonb
         WHERE id = (
-            SELECT id FROM indexing_jobs WHERE status = 'pending'
-            ORDER BY created_at FOR UPDATE SKIP LOCKED LIMIT 1
+            SELECT j.id FROM indexing_jobs j
+            WHERE j.status = 'pending' AND j.kind = $3
+              AND ($3 = 'index' OR NOT EXISTS (
+                  SELECT 1 FROM indexing_jobs o
+                  WHERE o.repo_path = j.repo_path AND o.status = 'running'
+                    AND coalesce(o.metadata->>'phase', 'starting') = ANY($4::text[])))
+            ORDER BY j.created_at FOR UPDATE SKIP LOCKED LIMIT 1
         )
         RETURNING {COLUMNS}
     """
-    return _row(await conn.fetchrow(sql, worker_id, task_name))
+    return _row(await conn.fetchrow(sql, worker_id, task_name, kind, list(STORE_PHASES)))
 
 
-async def has_pending(conn: Executor) -> bool:
-    found: bool = await conn.fetchval("SELECT EXISTS (SELECT 1 FROM indexing_jobs WHERE status = 'pending')")
+async def has_pending(conn: Executor, kind: JobKind | None = None) -> bool:
+    found: bool = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM indexing_jobs WHERE status = 'pending' AND ($1::text IS NULL OR kind = $1))",
+        kind,
+    )
     return found
 
 
@@ -204,7 +222,8 @@ async def fail(
 
 
 async def requeue(pool: asyncpg.Pool, job_id: uuid.UUID, worker_id: str, reason: str) -> JobRow | None:
-    """Give a running job back to the queue (graceful shutdown of its worker)."""
+    """Give a running index job back to the queue (graceful shutdown of its worker; refresh jobs:
+    `server.jobs.refresh.supersede`)."""
     sql = f"""
         UPDATE indexing_jobs SET
             status = 'pending', worker_id = NULL, worker_task_id = NULL, connection_id = NULL,
@@ -236,7 +255,8 @@ async def rescue_stale(
     dead_workers: list[str],
     max_attempts: int,
 ) -> list[JobRow]:
-    """Running jobs whose worker died: re-queue them, or fail them after `max_attempts`."""
+    """Running index jobs whose worker died: re-queue them, or fail them after `max_attempts`
+    (refresh jobs: `server.jobs.refresh.rescue_stale`)."""
     sql = f"""
         UPDATE indexing_jobs SET
             status = CASE WHEN attempts >= $3 THEN 'failed' ELSE 'pending' END,
@@ -250,7 +270,7 @@ async def rescue_stale(
                      || attempts || ' of ' || $3 || ')' END,
             progress_percentage = CASE WHEN attempts >= $3 THEN progress_percentage ELSE 0 END,
             worker_id = NULL, worker_task_id = NULL, connection_id = NULL, heartbeat_at = NULL
-        WHERE status = 'running'
+        WHERE status = 'running' AND kind = 'index'
           AND (heartbeat_at < now() - make_interval(secs => $1) OR worker_id = ANY($2::text[]))
         RETURNING {COLUMNS}
     """

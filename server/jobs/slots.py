@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import asyncpg
+
+from server.jobs.models import JobKind
 
 Connect = Callable[[str], Awaitable[asyncpg.Connection]]
 HINT_CHANNEL = "codebase_jobs"  # registry channel: "a job may be claimable" (see server/jobs/worker.py)
 SLOT_FREED = json.dumps({"event": "slot"})
 
-_SLOT_CLASS = 0x636A6F62  # "cjob": advisory lock namespace for job slots
+INDEX_SLOTS = 0x636A6F62  # "cjob": advisory lock namespace for index-job slots
+REFRESH_SLOTS = 0x63726566  # "cref": a separate budget for refresh jobs
 _APP_NAME = "codebase-mcp-slot"
 
 
@@ -36,11 +40,18 @@ async def _plain_connect(dsn: str) -> asyncpg.Connection:
 
 
 class GlobalSlots:
-    def __init__(self, dsn: str, limit: int, *, connect: Connect | None = None) -> None:
+    def __init__(self, dsn: str, limit: int, namespace: int = INDEX_SLOTS, *, connect: Connect | None = None) -> None:
         self.dsn = dsn
         self.limit = limit
+        self.namespace = namespace
         self._connect = connect or _plain_connect
-        self._idle: list[asyncpg.Connection] = []
+        self._idle: list[asyncpg.Connection] = []  # the spare (shared with `sibling`s)
+
+    def sibling(self, limit: int, namespace: int) -> GlobalSlots:
+        """Slots of another budget sharing this one's spare connection (one spare for all lanes)."""
+        other = GlobalSlots(self.dsn, limit, namespace, connect=self._connect)
+        other._idle = self._idle
+        return other
 
     async def _connection(self) -> asyncpg.Connection:
         while self._idle:
@@ -59,7 +70,7 @@ class GlobalSlots:
         conn = await self._connection()
         try:
             for number in range(self.limit):
-                if await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", _SLOT_CLASS, number):
+                if await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", self.namespace, number):
                     return Slot(self, conn, number)
         except BaseException:
             await conn.close()
@@ -73,14 +84,15 @@ class GlobalSlots:
             if not conn.is_closed():
                 await conn.execute(
                     "SELECT pg_advisory_unlock($1, $2), pg_notify($3, $4)",
-                    _SLOT_CLASS, slot.number, HINT_CHANNEL, SLOT_FREED,
+                    self.namespace, slot.number, HINT_CHANNEL, SLOT_FREED,
                 )  # fmt: skip
                 await self._keep(conn)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             await conn.close()  # closing frees the lock too
 
     async def close(self) -> None:
-        idle, self._idle = self._idle, []
+        idle = list(self._idle)
+        self._idle.clear()  # in place: siblings share it
         for conn in idle:
             await conn.close()
 
@@ -89,8 +101,20 @@ class GlobalSlots:
         try:
             n: int = await conn.fetchval(
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = $1::oid AND granted",
-                _SLOT_CLASS,
+                self.namespace,
             )
             return n
         finally:
             await self._keep(conn)
+
+
+@dataclass
+class Lane:
+    """Jobs of one kind and their own budget: `slots.limit` cluster-wide, as many per process at most."""
+
+    kind: JobKind
+    slots: GlobalSlots
+
+    @property
+    def limit(self) -> int:
+        return self.slots.limit

@@ -33,9 +33,9 @@ from server.db.budget import ConnectionLimitError
 from server.db.cluster import Cluster, database_of
 from server.db.registry import Project, Registry
 from server.indexer.pipeline import IndexResult, Progress
-from server.jobs import queries
-from server.jobs.models import JobRow
-from server.jobs.slots import HINT_CHANNEL, GlobalSlots, Slot
+from server.jobs import queries, refresh
+from server.jobs.models import JobKind, JobRow
+from server.jobs.slots import HINT_CHANNEL, REFRESH_SLOTS, GlobalSlots, Lane, Slot
 from server.lifeline import pid_alive
 from server.settings import Settings
 
@@ -82,6 +82,7 @@ RunJob = Callable[[JobRun], Awaitable[IndexResult]]
 class _Running:
     task: asyncio.Task[None]
     database: str
+    kind: JobKind = "index"
     stop_reason: list[str] = field(default_factory=list)
     finishing: bool = False  # the job function has returned: its own final write must not cancel it
 
@@ -108,11 +109,15 @@ class Worker:
         self.settings = settings
         self.run_job = run_job
         self.worker_id = worker_id or new_worker_id()
-        self.slots = GlobalSlots(
-            cluster.registry_dsn,
-            settings.max_concurrent_indexing_jobs,
-            connect=lambda dsn: cluster.connect_dsn(dsn, application_name="codebase-mcp-slot"),
-        )
+
+        async def slot_connect(dsn: str) -> asyncpg.Connection:  # within the process's connection budget
+            return await cluster.connect_dsn(dsn, application_name="codebase-mcp-slot")
+
+        self.slots = GlobalSlots(cluster.registry_dsn, settings.max_concurrent_indexing_jobs, connect=slot_connect)
+        refresh_slots = self.slots.sibling(settings.max_concurrent_refresh_jobs, REFRESH_SLOTS)
+        # Refreshes first: they take seconds, and have slots of their own so they never wait for a
+        # long index job's slot nor take one from it.
+        self.lanes = (Lane("refresh", refresh_slots), Lane("index", self.slots))
         self.running: dict[uuid.UUID, _Running] = {}
         self._projects: dict[str, Project] = {}  # database name → project
         self._dirty: set[str] = set()
@@ -159,7 +164,8 @@ class Worker:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for sub in self._subs:
             await sub.close()
-        await self.slots.close()
+        for lane in self.lanes:
+            await lane.slots.close()
 
     @property
     def databases(self) -> frozenset[str]:
@@ -227,7 +233,7 @@ class Worker:
                 self.wake()
 
     async def _fill(self) -> None:
-        limit = self.settings.max_concurrent_indexing_jobs
+        full: set[str] = set()  # lanes whose cluster-wide slots are all taken
         for db in list(self._dirty):
             if db not in self._projects:  # woken by a start call before the new project's NOTIFY came
                 await self._discover_projects()
@@ -235,29 +241,37 @@ class Worker:
                     self._dirty.discard(db)
                     continue
             pool = await self.cluster.pool(db)
-            while len(self.running) < limit and not self._stopping:
-                self._dirty.discard(db)  # before looking: a wake landing meanwhile marks db again
-                if not await queries.has_pending(pool):  # cheap, pooled: no slot taken for nothing
-                    break
-                slot = await self.slots.try_acquire()
-                if slot is None:
+            self._dirty.discard(db)  # before looking: a wake landing meanwhile marks db again
+            for lane in self.lanes:
+                if lane.kind not in full and await self._fill_lane(db, pool, lane) == "full":
+                    full.add(lane.kind)
+
+    async def _fill_lane(self, db: str, pool: asyncpg.Pool, lane: Lane) -> str:
+        while sum(1 for r in self.running.values() if r.kind == lane.kind) < lane.limit and not self._stopping:
+            if not await queries.has_pending(pool, lane.kind):  # cheap, pooled: no slot taken for nothing
+                return "empty"
+            slot = await lane.slots.try_acquire()
+            if slot is None:
+                self._dirty.add(db)
+                return "full"  # cluster-wide limit reached; a finishing job wakes us
+            task_name = f"job-{next(self._task_numbers)}"
+            try:
+                row = await queries.claim_next(pool, self.worker_id, task_name, lane.kind)
+            except BaseException:
+                await slot.release()
+                raise
+            if row is None:  # another worker was faster, or the refresh must wait for a store phase
+                await slot.release()
+                if lane.kind == "refresh":  # retried when a job there has stored its files (a hint)
                     self._dirty.add(db)
-                    return  # cluster-wide limit reached; a finishing job wakes us
-                task_name = f"job-{next(self._task_numbers)}"
-                try:
-                    row = await queries.claim_next(pool, self.worker_id, task_name)
-                except BaseException:
-                    await slot.release()
-                    raise
-                if row is None:  # another worker was faster
-                    await slot.release()
-                    break
-                self._dirty.add(db)  # there may be more pending
-                self._start_job(db, row, slot, task_name)
+                return "empty"
+            self._dirty.add(db)  # there may be more pending
+            self._start_job(db, row, slot, task_name)
+        return "busy"
 
     def _start_job(self, db: str, row: JobRow, slot: Slot, task_name: str) -> None:
         task = asyncio.create_task(self._execute(db, row, slot), name=task_name)  # the row's worker_task_id
-        self.running[row.id] = _Running(task=task, database=db)
+        self.running[row.id] = _Running(task=task, database=db, kind=row.kind)
 
     # -- running one job --------------------------------------------------------------------
     async def _execute(self, db: str, row: JobRow, slot: Slot) -> None:
@@ -282,7 +296,14 @@ class Worker:
                 await queries.mark_worker_stopped(pool, job_id, self.worker_id)
                 log.info("job %s cancelled; worker stopped", job_id)
                 return
-            await queries.requeue(pool, job_id, self.worker_id, f"Re-queued: worker {self.worker_id} shut down")
+            reason = f"Re-queued: worker {self.worker_id} shut down"
+            if run.kind == "refresh":
+                await refresh.supersede(
+                    pool, job_id, self.worker_id, status="cancelled", error_type=None, message=reason,
+                    max_paths=self.settings.watch_mass_change_files,
+                )  # fmt: skip
+            else:
+                await queries.requeue(pool, job_id, self.worker_id, reason)
             with contextlib.suppress(*_DB_ERRORS):  # another worker may take it at once (else: the sweep)
                 await queries.hint_claimable(await self.cluster.registry_pool(), db)
             raise
@@ -355,9 +376,16 @@ class Worker:
                 run.stop("cancelled")
                 return
 
+    async def files_stored(self, db: str) -> None:
+        """A job in `db` has stored its files: a refresh of its repository deferred meanwhile may be claimed."""
+        self.wake(db)
+        with contextlib.suppress(*_DB_ERRORS):  # other workers too (else: the sweep)
+            await queries.hint_claimable(await self.cluster.registry_pool(), db)
+
     # -- housekeeping -----------------------------------------------------------------------
     async def maintain(self) -> None:
         """Sweep every project now: find pending jobs, rescue dead workers' jobs, expire history."""
+        await self._discover_projects()
         for db in list(self._projects):
             if self._stopping:
                 return
@@ -370,18 +398,24 @@ class Worker:
         self.sweeps += 1
 
     async def _sweep_one(self, db: str) -> None:
-        running_here = any(r.database == db for r in self.running.values())
+        running_here = {r.kind for r in self.running.values() if r.database == db}
         async with self.cluster.probe(db) as conn:  # one short-lived connection, no pool left behind
             dead = dead_local_workers(await queries.running_worker_ids(conn))
             rescued = await queries.rescue_stale(
                 conn, stale_seconds=self.settings.stale_job_seconds, dead_workers=dead, max_attempts=MAX_ATTEMPTS
             )
+            rescued += await refresh.rescue_stale(
+                conn, stale_seconds=self.settings.stale_job_seconds, dead_workers=dead,
+                max_paths=self.settings.watch_mass_change_files,
+            )  # fmt: skip
             for r in rescued:
                 log.warning("rescued job %s: %s", r.id, r.progress_message)
             await queries.fail_overdue(conn, self.settings.indexing_job_timeout_seconds)
             await queries.delete_expired(conn, self.settings.job_status_retention_days)
-            pending = await queries.has_pending(conn)
-        if pending and not running_here:
+            # a kind this process runs there is looked at again when that job ends
+            pending = [lane.kind for lane in self.lanes if lane.kind not in running_here]
+            pending = [kind for kind in pending if await queries.has_pending(conn, kind)]
+        if pending:
             self.wake(db)
             # other workers with a free slot may be faster: tell them too
             await queries.hint_claimable(await self.cluster.registry_pool(), db)
@@ -392,7 +426,6 @@ class Worker:
             if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _SWEEP_LOCK):
                 return
             try:
-                await self._discover_projects()
                 await self.maintain()
             finally:
                 await conn.execute("SELECT pg_advisory_unlock($1)", _SWEEP_LOCK)
@@ -425,8 +458,11 @@ class _ThrottledProgress:
         now = time.monotonic()
         if p.phase == self.last_phase and now - self.last_write < self.interval and p.percentage < 100:
             return
+        stored = self.last_phase in queries.STORE_PHASES and p.phase not in queries.STORE_PHASES
         self.last_write, self.last_phase = now, p.phase
         still_ours = await queries.update_progress(self.pool, self.job_id, self.worker.worker_id, p)
         if not still_ours:
             self.run.stop("cancelled")
             await asyncio.sleep(0)  # let the cancellation land here
+        elif stored:  # a refresh of this repository waiting for the files to be stored may go now
+            await self.worker.files_stored(self.run.database)

@@ -17,7 +17,9 @@ INSTRUCTIONS = """\
 Semantic code search over local repositories. Call set_working_directory first so the right
 project is used; list_repositories shows what is indexed. Index a repository once
 (start_indexing_background for large ones, then watch_indexing or get_indexing_status),
-then use search_code. remove_repository forgets one."""
+then use search_code. remove_repository forgets one.
+Indexed repositories are watched: edits are searchable within about a second. To be sure
+search sees your latest edits, call refresh_index (it returns once they are indexed)."""
 
 
 def build_server(app: App, *, manage_app: bool = True) -> FastMCP:
@@ -26,7 +28,7 @@ def build_server(app: App, *, manage_app: bool = True) -> FastMCP:
     @asynccontextmanager
     async def lifespan(_: FastMCP) -> AsyncIterator[dict[str, Any]]:
         if manage_app:
-            await app.start()
+            await app.start(watch=app.settings.watch_repositories)
         try:
             yield {"app": app}
         finally:

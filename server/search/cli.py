@@ -56,6 +56,8 @@ def print_response(response: SearchResponse, console: Console) -> None:
     )
     if response.notice:
         console.print(f"[yellow]{escape(response.notice)}[/yellow]")
+    if response.pending_changes is not None:
+        console.print(f"[yellow]Changes still being indexed: {escape(response.pending_changes.detail)}[/yellow]")
     for rank, hit in enumerate(response.results, start=1):
         console.print(_render_hit(rank, hit))
 

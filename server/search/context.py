@@ -22,7 +22,7 @@ from server.search.ranking import Candidate
 from server.search.repositories import Repository
 
 _DETAILS_SQL = """
-SELECT c.id, c.content, f.content_hash AS file_hash, f.size_bytes, f.mtime_ns
+SELECT c.id, c.content, f.content_hash AS file_hash, f.size_bytes, f.mtime_ns, f.indexed_at
 FROM chunks c JOIN files f ON f.id = c.file_id WHERE c.id = ANY($1::bigint[])
 """
 
@@ -35,7 +35,7 @@ ORDER BY w.i, c.start_line
 
 
 async def fetch_details(conn: Conn, chunk_ids: Sequence[int]) -> dict[int, asyncpg.Record]:
-    """Chunk id -> its content and its file's indexed state (hash, size, mtime)."""
+    """Chunk id -> its content and its file's indexed state (hash, size, mtime, when stored)."""
     return {r["id"]: r for r in await conn.fetch(_DETAILS_SQL, list(chunk_ids))}
 
 

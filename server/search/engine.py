@@ -29,6 +29,7 @@ from server.indexer.tokens import query_tokens
 from server.projects import ProjectResolver
 from server.search.candidates import CandidateQuery, Filters, fetch_candidates
 from server.search.context import fetch_details, read_contexts
+from server.search.freshness import pending_changes
 from server.search.intent import intent_of
 from server.search.models import ScoreParts, SearchHit, SearchMode, SearchResponse
 from server.search.ranking import DEFAULT_WEIGHTS, Candidate, Weights, dedupe, fuse
@@ -188,13 +189,14 @@ class CodeSearch:
                 if reranked:
                     ranked = fuse(ranked, self.weights, intent)
             hits = await self._hits(conn, dedupe(ranked, req.limit), {r.id: r for r in chosen}, req.context_lines)
+            pending = await pending_changes(conn, [r.root_path for r in chosen])
         notice = _coverage_notice(mode, transformer, static, reason)
         if not hits and filters.any:
             notice = (notice + " " if notice else "") + "Nothing matched within the given filters."
         return SearchResponse(
             query=req.query, project_id=project.id, mode=mode, embedding_coverage=round(transformer, 4),
             static_coverage=round(static, 4), intent=intent, scope=scope, reranked=reranked, notice=notice,
-            identifier_query=identifier is not None, total_chunks=total, results=hits,
+            identifier_query=identifier is not None, total_chunks=total, results=hits, pending_changes=pending,
             took_ms=round((time.perf_counter() - started) * 1000, 2),
         )  # fmt: skip
 
@@ -239,6 +241,7 @@ class CodeSearch:
                     context_before=ctx.before,
                     context_after=ctx.after,
                     context_source=ctx.source,
+                    indexed_at=details[c.id]["indexed_at"],
                 )
             )
         return hits

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -55,6 +56,19 @@ class SearchHit(BaseModel):
         description="file: read from disk (unchanged since indexing); index: from neighbouring chunks "
         "(file changed or gone); none: no context asked for or none available"
     )
+    indexed_at: datetime = Field(description="When this file's content was last stored in the index")
+
+
+class PendingChanges(BaseModel):
+    """Changes to the searched repositories that the index has been told about but not stored yet."""
+
+    jobs: list[str] = Field(description="Ids of the queued or running jobs that will store them")
+    paths: int = Field(description="Changed paths those jobs name (refreshes of a few files)")
+    whole_repositories: list[str] = Field(
+        description="Repositories being re-checked file by file (an index job still storing files, or a "
+        "refresh of every file): any of their files may still change"
+    )
+    detail: str
 
 
 class SearchResponse(BaseModel):
@@ -70,4 +84,9 @@ class SearchResponse(BaseModel):
     identifier_query: bool = Field(description="True when the query looked like an identifier (definitions first)")
     total_chunks: int = Field(description="Chunks in the searched repositories")
     results: list[SearchHit]
+    pending_changes: PendingChanges | None = Field(
+        default=None,
+        description="None when the index holds every change it was told about; else what is still on its "
+        "way (call refresh_index to wait for it)",
+    )
     took_ms: float

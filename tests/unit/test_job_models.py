@@ -223,6 +223,7 @@ def _row(**overrides: Any) -> dict[str, Any]:
         "repo_name": "app",
         "project_id": "default",
         "force_reindex": True,
+        "kind": "index",
         "metadata": {"phase": "embedding", "other": 1},
         "worker_id": "worker-1",
         "heartbeat_at": CREATED + timedelta(seconds=30),
@@ -364,3 +365,13 @@ def test_progress_view_hides_the_traceback_unless_asked() -> None:
     assert shown.error_traceback == "Traceback ..." and hidden.error_traceback is None
     assert (hidden.error_type, hidden.error_message, hidden.job_id) == ("OSError", "boom", row.id)
     assert shown.model_dump(exclude={"error_traceback"}) == hidden.model_dump(exclude={"error_traceback"})
+
+
+def test_a_refresh_shows_its_paths_and_a_refresh_of_every_file_none() -> None:
+    paths = [f"src/f{i:02d}.py" for i in range(60)]
+    view = IndexingJobProgress.from_record(_row(kind="refresh", metadata={"paths": paths, "full": False}))
+    assert (view.kind, view.paths, view.paths_total) == ("refresh", paths[:50], 60)
+    full = IndexingJobProgress.from_record(_row(kind="refresh", metadata={"paths": [], "full": True}))
+    assert (full.paths, full.paths_total) == (None, 0)
+    index = IndexingJobProgress.from_record(_row(metadata={"paths": ["x.py"]}))
+    assert (index.kind, index.paths) == ("index", None)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from rich.console import Console
 
 from server.search.cli import MAX_SHOWN_LINES, print_response
-from server.search.models import ScoreParts, SearchHit, SearchResponse
+from server.search.models import PendingChanges, ScoreParts, SearchHit, SearchResponse
 
 
 def hit(content: str, **kw: object) -> SearchHit:
@@ -16,6 +18,7 @@ def hit(content: str, **kw: object) -> SearchHit:
         scores=ScoreParts(cosine=0.75, static=None, text=0.5, text_raw=3.2, identifier=0.0, prior=0.0),
         content=content,
         context_before=["import time", ""], context_after=[""], context_source="file",
+        indexed_at=datetime(2026, 1, 2, tzinfo=UTC),
     )  # fmt: skip
     base.update(kw)
     return SearchHit.model_validate(base)
@@ -62,3 +65,10 @@ def test_long_chunks_are_cut_and_text_only_mode_is_announced() -> None:
     assert f"x{MAX_SHOWN_LINES - 1} = " in text and f"x{MAX_SHOWN_LINES} = " not in text
     assert "… 7 more lines" in text
     assert "name match +1.85" in text and "cosine" not in text
+
+
+def test_pending_changes_are_announced() -> None:
+    pending = PendingChanges(jobs=["j1"], paths=2, whole_repositories=[], detail="1 jobs queued (2 changed paths)")
+    text = render(response(hit("x = 1"), pending_changes=pending))
+    assert "Changes still being indexed: 1 jobs queued (2 changed paths)" in text
+    assert "Changes still being indexed" not in render(response(hit("x = 1")))

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from fastmcp import FastMCP
 
 from server.app import App
-from server.mcp.tools import health, indexing, jobs, projects, repositories, search
+from server.mcp.tools import health, indexing, jobs, projects, refresh, repositories, search
 
 Register = Callable[[FastMCP, App], None]
 
@@ -24,6 +24,7 @@ MODULES: tuple[Register, ...] = (
     indexing.register,
     repositories.register,
     search.register,
+    refresh.register,
 )
 
 __all__ = ["MODULES", "Register"]
