@@ -44,7 +44,7 @@ from server.indexer.pipeline import IndexResult
 from server.indexer.progress import Progress
 from server.jobs import queries
 from server.jobs.models import IndexingJobCreate
-from server.jobs.worker import JobRun
+from server.jobs.running import JobRun
 from server.mcp.server import build_server
 from server.settings import Settings
 

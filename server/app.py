@@ -25,7 +25,8 @@ from server.jobs import queries
 from server.jobs.models import IndexingJobCreate, JobRow
 from server.jobs.paths import RepoPathError, confirm_root
 from server.jobs.refresh import RepositoryMissingError
-from server.jobs.worker import JobRun, Worker
+from server.jobs.running import JobRun
+from server.jobs.worker import Worker
 from server.lifecycle import repositories
 from server.projects import ProjectResolver
 from server.settings import Settings

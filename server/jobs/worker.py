@@ -19,11 +19,7 @@ import itertools
 import logging
 import os
 import socket
-import time
-import traceback
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -32,9 +28,9 @@ from listener import Notifier, Subscription
 from server.db.budget import ConnectionLimitError
 from server.db.cluster import Cluster, database_of
 from server.db.registry import Project, Registry
-from server.indexer.pipeline import IndexResult, Progress
 from server.jobs import queries, refresh
-from server.jobs.models import JobKind, JobRow
+from server.jobs.models import JobRow
+from server.jobs.running import JobRun, RunJob, Running, ThrottledProgress, heartbeat, run_guarded, watch_cancel
 from server.jobs.slots import HINT_CHANNEL, REFRESH_SLOTS, GlobalSlots, Lane, Slot
 from server.lifeline import pid_alive
 from server.settings import Settings
@@ -64,34 +60,6 @@ def dead_local_workers(worker_ids: list[str]) -> list[str]:
     return dead
 
 
-@dataclass
-class JobRun:
-    """What a job function gets: the claimed row, its project, and a throttled progress reporter."""
-
-    job_id: uuid.UUID
-    row: JobRow
-    project: Project
-    pool: asyncpg.Pool
-    report: Callable[[Progress], Awaitable[None]]
-
-
-RunJob = Callable[[JobRun], Awaitable[IndexResult]]
-
-
-@dataclass
-class _Running:
-    task: asyncio.Task[None]
-    database: str
-    kind: JobKind = "index"
-    stop_reason: list[str] = field(default_factory=list)
-    finishing: bool = False  # the job function has returned: its own final write must not cancel it
-
-    def stop(self, reason: str) -> None:
-        if not self.stop_reason and not self.finishing:
-            self.stop_reason.append(reason)
-            self.task.cancel()
-
-
 class Worker:
     def __init__(
         self,
@@ -118,7 +86,7 @@ class Worker:
         # Refreshes first: they take seconds, and have slots of their own so they never wait for a
         # long index job's slot nor take one from it.
         self.lanes = (Lane("refresh", refresh_slots), Lane("index", self.slots))
-        self.running: dict[uuid.UUID, _Running] = {}
+        self.running: dict[uuid.UUID, Running] = {}
         self._projects: dict[str, Project] = {}  # database name → project
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
@@ -271,7 +239,7 @@ class Worker:
 
     def _start_job(self, db: str, row: JobRow, slot: Slot, task_name: str) -> None:
         task = asyncio.create_task(self._execute(db, row, slot), name=task_name)  # the row's worker_task_id
-        self.running[row.id] = _Running(task=task, database=db, kind=row.kind)
+        self.running[row.id] = Running(task=task, database=db, kind=row.kind)
 
     # -- running one job --------------------------------------------------------------------
     async def _execute(self, db: str, row: JobRow, slot: Slot) -> None:
@@ -280,16 +248,25 @@ class Worker:
         pool = await self.cluster.pool(db)
         watchers: list[asyncio.Task[None]] = []
         sub: Subscription | None = None
+        heartbeat_every = min(
+            self.settings.heartbeat_interval_seconds, self.settings.cancellation_check_interval_seconds
+        )
         try:
             sub = await self.notifier.subscribe(self.cluster.dsn_for(db), JOBS_CHANNEL, str(job_id), maxsize=8)
             watchers = [
-                asyncio.create_task(self._watch_cancel(sub, pool, job_id, run)),
-                asyncio.create_task(self._heartbeat(pool, job_id, run)),
+                asyncio.create_task(watch_cancel(sub, pool, job_id, run)),
+                asyncio.create_task(heartbeat(pool, job_id, self.worker_id, run, interval=heartbeat_every)),
             ]
             # The table is the truth: a cancel may have landed before we subscribed.
             if await queries.heartbeat(pool, job_id, self.worker_id) != "running":
                 run.stop("cancelled")
-            await self._run_guarded(db, row, pool, run)
+            job = JobRun(job_id, row, self._projects[db], pool, ThrottledProgress(
+                pool, job_id, self.worker_id, run, interval=self.settings.progress_update_interval_seconds,
+                on_stored=self.files_stored,
+            ))  # fmt: skip
+            await run_guarded(
+                self.run_job, job, run, self.worker_id, timeout_seconds=self.settings.indexing_job_timeout_seconds
+            )
         except asyncio.CancelledError:
             reason = run.stop_reason[0] if run.stop_reason else "shutdown"
             if reason == "cancelled":
@@ -315,66 +292,6 @@ class Worker:
             await slot.release()
             self.running.pop(job_id, None)
             self.wake()
-
-    async def _run_guarded(self, db: str, row: JobRow, pool: asyncpg.Pool, run: _Running) -> None:
-        job_id = row.id
-        project = self._projects[db]
-        reporter = _ThrottledProgress(self, pool, job_id, run)
-        try:
-            async with asyncio.timeout(self.settings.indexing_job_timeout_seconds):
-                result = await self.run_job(JobRun(job_id, row, project, pool, reporter))
-        except TimeoutError:
-            run.finishing = True
-            await queries.fail(
-                pool, job_id, self.worker_id,
-                error_message=f"job exceeded INDEXING_JOB_TIMEOUT_SECONDS="
-                f"{self.settings.indexing_job_timeout_seconds}; indexed data so far is kept",
-                error_type="JobTimeout", error_traceback=None,
-            )  # fmt: skip
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            run.finishing = True
-            await queries.fail(
-                pool, job_id, self.worker_id,
-                error_message=str(exc) or type(exc).__name__, error_type=type(exc).__name__,
-                error_traceback=traceback.format_exc(),
-            )  # fmt: skip
-            log.warning("job %s failed: %s", job_id, exc)
-        else:
-            run.finishing = True
-            await queries.complete(
-                pool, job_id, self.worker_id, repository_id=result.repository_id,
-                message=f"Completed: {result.files_indexed} files indexed, {result.chunks_created} chunks",
-                files_scanned=result.files_scanned, files_indexed=result.files_indexed,
-                chunks_created=result.chunks_created,
-                metadata={"files_unchanged": result.files_unchanged, "files_deleted": result.files_deleted,
-                          "chunks_embedded": result.chunks_embedded, "total_chunks": result.total_chunks,
-                          "duration_seconds": round(result.duration_seconds, 3)},
-            )  # fmt: skip
-
-    async def _watch_cancel(self, sub: Subscription, pool: asyncpg.Pool, job_id: uuid.UUID, run: _Running) -> None:
-        async for event in sub:
-            status = event.payload.get("status") if event.kind == "notify" else None
-            if status is None:  # resync: read the row
-                job = await queries.get(pool, job_id)
-                status = job.status if job else "cancelled"
-            if status != "running":
-                run.stop("cancelled")
-                return
-
-    async def _heartbeat(self, pool: asyncpg.Pool, job_id: uuid.UUID, run: _Running) -> None:
-        interval = min(self.settings.heartbeat_interval_seconds, self.settings.cancellation_check_interval_seconds)
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                status = await queries.heartbeat(pool, job_id, self.worker_id)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                log.warning("heartbeat for job %s failed", job_id, exc_info=True)
-                continue
-            if status != "running":
-                run.stop("cancelled")
-                return
 
     async def files_stored(self, db: str) -> None:
         """A job in `db` has stored its files: a refresh of its repository deferred meanwhile may be claimed."""
@@ -440,29 +357,3 @@ class Worker:
                 await self._sweep_if_first()
             except _DB_ERRORS:
                 log.exception("maintenance failed")
-
-
-class _ThrottledProgress:
-    """Writes progress at most every PROGRESS_UPDATE_INTERVAL_SECONDS, and on every phase change."""
-
-    def __init__(self, worker: Worker, pool: asyncpg.Pool, job_id: uuid.UUID, run: _Running) -> None:
-        self.worker = worker
-        self.pool = pool
-        self.job_id = job_id
-        self.run = run
-        self.interval = worker.settings.progress_update_interval_seconds
-        self.last_write = 0.0
-        self.last_phase = ""
-
-    async def __call__(self, p: Progress) -> None:
-        now = time.monotonic()
-        if p.phase == self.last_phase and now - self.last_write < self.interval and p.percentage < 100:
-            return
-        stored = self.last_phase in queries.STORE_PHASES and p.phase not in queries.STORE_PHASES
-        self.last_write, self.last_phase = now, p.phase
-        still_ours = await queries.update_progress(self.pool, self.job_id, self.worker.worker_id, p)
-        if not still_ours:
-            self.run.stop("cancelled")
-            await asyncio.sleep(0)  # let the cancellation land here
-        elif stored:  # a refresh of this repository waiting for the files to be stored may go now
-            await self.worker.files_stored(self.run.database)
