@@ -49,7 +49,7 @@ from server.indexer.tokens import query_tokens
 from server.indexer.types import ChunkKind
 from server.search.candidates import CandidateQuery, Filters, fetch_candidates
 from server.search.engine import CodeSearch
-from server.search.intent import Intent, intent_of
+from server.search.intent import Intent, intent_of, lexical_query
 from server.search.ranking import DEFAULT_WEIGHTS, Candidate, Weights, dedupe, fuse
 from server.search.request import SearchRequest, identifier_of
 from server.search.textplan import TEXT_MATCH_BUDGET, plan_identifier, plan_text_query
@@ -261,18 +261,19 @@ class Engine:
             stats = await self.search.term_stats(project, conn)
             for text, vector in zip(texts, vectors, strict=True):
                 identifier = identifier_of(text)
+                intent = intent_of(text, identifier=identifier is not None)
                 query = CandidateQuery(
                     vector=np.asarray(vector, dtype=np.float32),
                     static_vector=self.search.embed_static(text),
                     static_search=False,  # as search does once every chunk has a transformer vector
-                    text=plan_text_query(query_tokens(text), stats, TEXT_MATCH_BUDGET),
+                    text=plan_text_query(query_tokens(lexical_query(text, intent)), stats, TEXT_MATCH_BUDGET),
                     identifier=identifier,
                     identifier_query=plan_identifier(identifier, stats),
                     filters=Filters(),
                 )
                 cands = await fetch_candidates(conn, query)
                 found.queries.append([_features_of(c, found.chunks) for c in cands])
-                found.intents.append(intent_of(text, identifier=identifier is not None))
+                found.intents.append(intent)
         self.cache.mkdir(parents=True, exist_ok=True)
         path.write_bytes(gzip.compress(json.dumps(found.to_json()).encode()))
         return found

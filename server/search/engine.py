@@ -30,7 +30,7 @@ from server.projects import ProjectResolver
 from server.search.candidates import CandidateQuery, Filters, fetch_candidates
 from server.search.context import fetch_details, read_contexts
 from server.search.freshness import pending_changes
-from server.search.intent import intent_of
+from server.search.intent import intent_of, lexical_query
 from server.search.models import ScoreParts, SearchHit, SearchMode, SearchResponse
 from server.search.ranking import DEFAULT_WEIGHTS, Candidate, Weights, dedupe, fuse
 from server.search.repositories import Repository, RepositoryCounts, select_repositories
@@ -168,7 +168,7 @@ class CodeSearch:
             intent = intent_of(req.query, identifier=identifier is not None)
             stats = await self.term_stats(project, conn)
             budget = TEXT_MATCH_BUDGET if semantic else TEXT_ONLY_MATCH_BUDGET
-            plan = plan_text_query(query_tokens(req.query), stats, budget)
+            plan = plan_text_query(query_tokens(lexical_query(req.query, intent)), stats, budget)
             scope = cast(Scope, req.scope)
             filters = Filters(
                 repository_ids=[r.id for r in chosen] if len(chosen) < len(repositories) else None,
