@@ -6,7 +6,7 @@ natural-language queries on a fully indexed project; with --mcp, of the `search_
 through an in-memory FastMCP client (request validation and response serialisation included).
 
     python bench/search_bench.py quality [--max-files 150] [--sets doc]     # per library; see bench/quality
-    python bench/search_bench.py latency --project bench-full [--queries 200] [--mcp]
+    python bench/search_bench.py latency --project bench-full [--queries 200] [--queries-file F] [--mcp]
     python bench/search_bench.py index --project bench-full          # full corpus, embeddings too
 
 The database: CODEBASE_MCP_DATA_DIR (embedded server) or DATABASE_URL, as for the server.
@@ -115,7 +115,10 @@ async def cmd_latency(args: argparse.Namespace, settings: Settings) -> None:
     stack = contextlib.AsyncExitStack()
     try:
         project = await app.registry.require(args.project)
-        queries = await _latency_queries(app, project, args.queries, args.seed)
+        if args.queries_file:
+            queries = [q for q in Path(args.queries_file).read_text().splitlines() if q.strip()][: args.queries]
+        else:
+            queries = await _latency_queries(app, project, args.queries, args.seed)
         client: Client[Any] | None = None
         if args.mcp:
             client = await stack.enter_async_context(Client(build_server(app, manage_app=False)))
@@ -172,6 +175,7 @@ def main() -> None:
     latency.add_argument("--project", required=True)
     latency.add_argument("--queries", type=int, default=200)
     latency.add_argument("--filters", help="also time language=python and this path glob")
+    latency.add_argument("--queries-file", help="the queries, one a line (default: sampled from the project)")
     latency.add_argument("--mcp", action="store_true", help="through an MCP client (the search_code tool)")
     index = sub.add_parser("index")
     index.add_argument("--project", required=True)
