@@ -35,7 +35,7 @@ from server.search.models import ScoreParts, SearchHit, SearchMode, SearchRespon
 from server.search.ranking import DEFAULT_WEIGHTS, Candidate, Weights, dedupe, fuse
 from server.search.repositories import Repository, RepositoryCounts, select_repositories
 from server.search.request import Scope, SearchError, SearchRequest, glob_to_regex, identifier_of, scope_roles
-from server.search.rerank import RERANK_CANDIDATES, embed_missing
+from server.search.rerank import RERANK_BUDGET_SECONDS, RERANK_CANDIDATES, Reranker
 from server.search.textplan import (
     TEXT_MATCH_BUDGET,
     TEXT_ONLY_MATCH_BUDGET,
@@ -88,6 +88,7 @@ class CodeSearch:
         static: StaticTier | None = None,
         weights: Weights = DEFAULT_WEIGHTS,
         rerank: int = RERANK_CANDIDATES,
+        rerank_budget: float | None = RERANK_BUDGET_SECONDS,
     ) -> None:
         self.cluster = cluster
         self.registry = registry
@@ -96,12 +97,15 @@ class CodeSearch:
         self.static = static
         self.weights = weights
         self.rerank = rerank
+        self.reranker = Reranker(embedder, rerank_budget)
         self._stats: dict[str, tuple[float, TermStats | None]] = {}
         self._counts = RepositoryCounts()
         self._embedder_checked: dict[str, float] = {}  # database -> when its embedder last matched ours
 
     @classmethod
-    def from_app(cls, app: App, *, weights: Weights = DEFAULT_WEIGHTS) -> CodeSearch:
+    def from_app(
+        cls, app: App, *, weights: Weights = DEFAULT_WEIGHTS, rerank_budget: float | None = RERANK_BUDGET_SECONDS
+    ) -> CodeSearch:
         """Over a started `App`'s collaborators (a restarted App has new ones: build again)."""
         assert app.cluster is not None, "App.start() first"
         return cls(
@@ -111,6 +115,7 @@ class CodeSearch:
             embedder=app.embedder,
             static=app.static_embedder,
             weights=weights,
+            rerank_budget=rerank_budget,
         )
 
     async def term_stats(self, project: Project, conn: Conn) -> TermStats | None:
@@ -185,7 +190,7 @@ class CodeSearch:
             ranked = fuse(candidates, self.weights, intent, semantic=semantic)
             reranked = 0
             if vector is not None and semantic and self.rerank > 0:
-                reranked = await embed_missing(conn, ranked[: self.rerank], vector, self.embedder)
+                reranked = await self.reranker.embed_missing(conn, pool, ranked[: self.rerank], vector)
                 if reranked:
                     ranked = fuse(ranked, self.weights, intent)
             hits = await self._hits(conn, dedupe(ranked, req.limit), {r.id: r for r in chosen}, req.context_lines)
