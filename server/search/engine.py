@@ -32,6 +32,7 @@ from server.search.context import fetch_details, read_contexts
 from server.search.freshness import pending_changes
 from server.search.intent import intent_of, lexical_query
 from server.search.models import ScoreParts, SearchHit, SearchMode, SearchResponse
+from server.search.names import set_coverage
 from server.search.ranking import DEFAULT_WEIGHTS, Candidate, Weights, dedupe, fuse
 from server.search.repositories import Repository, RepositoryCounts, select_repositories
 from server.search.request import Scope, SearchError, SearchRequest, glob_to_regex, identifier_of, scope_roles
@@ -187,6 +188,7 @@ class CodeSearch:
                 identifier_query=plan_identifier(identifier, stats), filters=filters,
             )  # fmt: skip
             candidates = await fetch_candidates(conn, candidate_query)
+            set_coverage(candidates, plan.term_weights() if plan else {})
             ranked = fuse(candidates, self.weights, intent, semantic=semantic)
             reranked = 0
             if vector is not None and semantic and self.rerank > 0:
@@ -239,6 +241,7 @@ class CodeSearch:
                         static_scaled=None if c.static is None else round(c.static, 6),
                         text=round(c.text, 6),
                         text_raw=round(c.text_raw, 6),
+                        name=round(c.name, 6),
                         identifier=c.identifier,
                         prior=c.prior,
                     ),

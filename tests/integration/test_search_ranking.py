@@ -360,7 +360,8 @@ async def test_hybrid_ranking_identifiers_and_natural_language(app: App, repo: P
             parts = hit.scores
             assert parts.cosine is not None
             static = parts.static_scaled if parts.static_scaled is not None else parts.cosine
-            blend = W.transformer * parts.cosine + W.static * static + W.text * parts.text
+            blend = W.transformer * parts.cosine + W.static * static + W.text * parts.text + W.name * parts.name
+            assert 0.0 <= parts.name <= 1.0
             assert hit.score == pytest.approx(blend + parts.identifier + parts.prior, abs=1e-5)
 
     hit = (await search(app, "where do we retry failed HTTP requests", project_id)).results[0]
@@ -472,7 +473,10 @@ async def test_text_only_before_embeddings(app: App, repo: Path, project_id: str
     assert counting.calls == []  # the query was not embedded
     assert response.results[0].symbol == "HttpClient.request_with_retry"
     assert all(h.scores.cosine is None for h in response.results)
-    assert all(h.score == pytest.approx(h.scores.text + h.scores.identifier, abs=1e-5) for h in response.results)
+    assert all(
+        h.score == pytest.approx(h.scores.text + W.name * h.scores.name + h.scores.identifier, abs=1e-5)
+        for h in response.results
+    )
     ident = await search(app, "IndexingJobCreate", project_id)
     assert (ident.results[0].symbol, ident.results[0].kind) == ("IndexingJobCreate", "class")
 
