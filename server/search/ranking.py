@@ -43,17 +43,17 @@ class Weights:
     """Every weight of the blend; `DEFAULT_WEIGHTS` is what search uses (bench/README.md)."""
 
     transformer: float = 0.60
-    static: float = 0.25
+    static: float = 0.15
     text: float = 0.15
-    name: float = 0.0
+    name: float = 0.10
     # Added to the score, by what the query seeks and what the chunk is.
-    code_seeking_test: float = -0.04
-    code_seeking_docs: float = -0.06
-    code_seeking_non_definition: float = -0.01
-    docs_seeking_docs: float = 0.04
-    docs_seeking_test: float = -0.02
-    test_seeking_test: float = 0.06
-    test_seeking_docs: float = -0.02
+    code_seeking_test: float = -0.08
+    code_seeking_docs: float = -0.12
+    code_seeking_non_definition: float = -0.02
+    docs_seeking_docs: float = 0.08
+    docs_seeking_test: float = -0.04
+    test_seeking_test: float = 0.12
+    test_seeking_docs: float = -0.04
 
     def prior(self, intent: Intent, role: Role, kind: ChunkKind) -> float:
         if intent == "code":
