@@ -192,7 +192,7 @@ class CodeSearch:
             ranked = fuse(candidates, self.weights, intent, semantic=semantic)
             reranked = 0
             if vector is not None and semantic and self.rerank > 0:
-                reranked = await self.reranker.embed_missing(conn, pool, ranked[: self.rerank], vector)
+                reranked = await self.reranker.embed_missing(conn, ranked[: self.rerank], vector)
                 if reranked:
                     ranked = fuse(ranked, self.weights, intent)
             hits = await self._hits(conn, dedupe(ranked, req.limit), {r.id: r for r in chosen}, req.context_lines)

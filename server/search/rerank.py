@@ -6,32 +6,29 @@ with the transformer's priority over background batches, and the vectors are sto
 is never done twice and the background fill skips them.
 
 Embedding them takes time a search does not always have: while the background fill runs, twenty
-chunks cost about a second on two busy cores. The search waits for them at most
-`RERANK_BUDGET_SECONDS`; when they take longer it ranks without them, and the vectors are still
-stored once computed (on a connection of their own), so the next search finds them.
+chunks cost about a second on two busy cores. They are embedded best first, `RERANK_BATCH` at a
+time, until `RERANK_BUDGET_SECONDS` are spent; the rest keep their static-tier score and are left
+to the background fill. (Computing them after the search returned does not help: the next search's
+query then waits behind them.)
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Sequence
 
-import asyncpg
 import numpy as np
 import numpy.typing as npt
 
 from server.db.cluster import Conn
 from server.embeddings import Embedder
-from server.embeddings.base import Vectors
 from server.embeddings.text import embedding_text
 from server.indexer import store
 from server.search.ranking import Candidate
 
 RERANK_CANDIDATES = 20
 RERANK_BUDGET_SECONDS = 0.12
-
-log = logging.getLogger(__name__)
+RERANK_BATCH = 4
 
 _TEXTS_SQL = """
 SELECT c.id, c.symbol, c.content, c.embed_hash, f.rel_path
@@ -40,47 +37,33 @@ FROM chunks c JOIN files f ON f.id = c.file_id WHERE c.id = ANY($1::bigint[])
 
 
 class Reranker:
-    """Embeds candidates without a transformer vector, within a time budget per search."""
+    """Embeds candidates without a transformer vector, best first, within a time budget per search."""
 
     def __init__(self, embedder: Embedder, budget: float | None = RERANK_BUDGET_SECONDS) -> None:
         self.embedder = embedder
-        self.budget = budget  # seconds a search waits for the vectors; None: as long as they take
-        self._late: set[asyncio.Task[None]] = set()
+        self.budget = budget  # seconds of embedding per search; None: every missing candidate
 
     async def embed_missing(
-        self, conn: Conn, pool: asyncpg.Pool, candidates: Sequence[Candidate], query_vector: npt.NDArray[np.float32]
+        self, conn: Conn, candidates: Sequence[Candidate], query_vector: npt.NDArray[np.float32]
     ) -> int:
-        """Give every candidate without a transformer cosine one, if that fits the budget; returns
-        how many got one. Vectors that miss the budget are stored through `pool` when ready."""
+        """Give candidates without a transformer cosine one, best first, while the budget lasts;
+        returns how many got one (and have their vector stored)."""
         missing = {c.id: c for c in candidates if c.cosine is None}
         if not missing:
             return 0
-        rows = [r for r in await conn.fetch(_TEXTS_SQL, list(missing)) if r["embed_hash"] is not None]
-        if not rows:
-            return 0
-        texts = [embedding_text(r["rel_path"], r["symbol"], r["content"]) for r in rows]
-        job = asyncio.ensure_future(self.embedder.embed(texts, urgent=True))
-        try:
-            vectors = np.asarray(await asyncio.wait_for(asyncio.shield(job), self.budget), dtype=np.float32)
-        except TimeoutError:
-            late = asyncio.create_task(self._store_late(pool, job, rows))
-            self._late.add(late)
-            late.add_done_callback(self._late.discard)
-            return 0
-        for r, cosine in zip(rows, vectors @ query_vector, strict=True):
-            missing[r["id"]].cosine = float(cosine)
-        await store.store_embeddings(conn, [r["id"] for r in rows], [r["embed_hash"] for r in rows], vectors)
-        return len(rows)
-
-    async def _store_late(self, pool: asyncpg.Pool, job: asyncio.Future[Vectors], rows: list[asyncpg.Record]) -> None:
-        try:
-            vectors = np.asarray(await job, dtype=np.float32)
-            async with pool.acquire() as conn:
-                await store.store_embeddings(conn, [r["id"] for r in rows], [r["embed_hash"] for r in rows], vectors)
-        except Exception as exc:  # the background fill embeds them anyway
-            log.info("re-rank vectors computed after the search were not stored: %s", exc)
-
-    async def drain(self) -> None:
-        """Wait until the vectors that missed their search's budget are stored."""
-        while self._late:
-            await asyncio.gather(*list(self._late), return_exceptions=True)
+        found = {r["id"]: r for r in await conn.fetch(_TEXTS_SQL, list(missing)) if r["embed_hash"] is not None}
+        rows = [found[i] for i in missing if i in found]  # in rank order
+        loop = asyncio.get_running_loop()
+        deadline = None if self.budget is None else loop.time() + self.budget
+        done = 0
+        for start in range(0, len(rows), RERANK_BATCH):
+            if deadline is not None and start and loop.time() >= deadline:
+                break
+            batch = rows[start : start + RERANK_BATCH]
+            texts = [embedding_text(r["rel_path"], r["symbol"], r["content"]) for r in batch]
+            vectors = np.asarray(await self.embedder.embed(texts, urgent=True), dtype=np.float32)
+            for r, cosine in zip(batch, vectors @ query_vector, strict=True):
+                missing[r["id"]].cosine = float(cosine)
+            await store.store_embeddings(conn, [r["id"] for r in batch], [r["embed_hash"] for r in batch], vectors)
+            done += len(batch)
+        return done
