@@ -2,10 +2,11 @@
 bench/quality (python -m bench.quality), which `quality` here runs for the Python libraries.
 
 Latency: p50/p95 of CodeSearch.search (query embedding included) over mixed identifier and
-natural-language queries on a fully indexed project.
+natural-language queries on a fully indexed project; with --mcp, of the `search_code` tool called
+through an in-memory FastMCP client (request validation and response serialisation included).
 
     python bench/search_bench.py quality [--max-files 150] [--sets doc]     # per library; see bench/quality
-    python bench/search_bench.py latency --project bench-full [--queries 200]
+    python bench/search_bench.py latency --project bench-full [--queries 200] [--queries-file F] [--mcp]
     python bench/search_bench.py index --project bench-full          # full corpus, embeddings too
 
 The database: CODEBASE_MCP_DATA_DIR (embedded server) or DATABASE_URL, as for the server.
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
 import os
 import random
 import re
@@ -24,12 +27,17 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
+from fastmcp import Client
+
 from server.app import App
 from server.db.registry import Project
+from server.mcp.server import build_server
 from server.search.engine import CodeSearch
+from server.search.models import SearchResponse
 from server.search.request import SearchRequest
 from server.settings import Settings
 
@@ -85,6 +93,18 @@ async def _latency_queries(app: App, project: Project, n: int, seed: int) -> lis
     return mixed
 
 
+class _McpSearch:
+    """`search_code` through one FastMCP client session, answering as CodeSearch.search does."""
+
+    def __init__(self, client: Client[Any]) -> None:
+        self.client = client
+
+    async def search(self, request: SearchRequest) -> SearchResponse:
+        args = {k: v for k, v in dataclasses.asdict(request).items() if v is not None}
+        result = await self.client.call_tool("search_code", args)
+        return SearchResponse.model_validate(result.structured_content)
+
+
 def _percentile(values: Sequence[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
@@ -92,10 +112,17 @@ def _percentile(values: Sequence[float], p: float) -> float:
 
 async def cmd_latency(args: argparse.Namespace, settings: Settings) -> None:
     app = await _started(settings)
+    stack = contextlib.AsyncExitStack()
     try:
         project = await app.registry.require(args.project)
-        queries = await _latency_queries(app, project, args.queries, args.seed)
-        search = CodeSearch.from_app(app)
+        if args.queries_file:
+            queries = [q for q in Path(args.queries_file).read_text().splitlines() if q.strip()][: args.queries]
+        else:
+            queries = await _latency_queries(app, project, args.queries, args.seed)
+        client: Client[Any] | None = None
+        if args.mcp:
+            client = await stack.enter_async_context(Client(build_server(app, manage_app=False)))
+        search: _McpSearch | CodeSearch = _McpSearch(client) if client else CodeSearch.from_app(app)
         filters: list[dict[str, str]] = [{}]
         if args.filters:
             filters += [{"language": "python"}, {"path_glob": args.filters}]
@@ -119,6 +146,7 @@ async def cmd_latency(args: argparse.Namespace, settings: Settings) -> None:
                     flush=True,
                 )
     finally:
+        await stack.aclose()
         await app.close()
 
 
@@ -147,6 +175,8 @@ def main() -> None:
     latency.add_argument("--project", required=True)
     latency.add_argument("--queries", type=int, default=200)
     latency.add_argument("--filters", help="also time language=python and this path glob")
+    latency.add_argument("--queries-file", help="the queries, one a line (default: sampled from the project)")
+    latency.add_argument("--mcp", action="store_true", help="through an MCP client (the search_code tool)")
     index = sub.add_parser("index")
     index.add_argument("--project", required=True)
     args = parser.parse_args()

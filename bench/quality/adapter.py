@@ -41,6 +41,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from bench.quality import fastrank
 from server.app import App
 from server.db.registry import Project
 from server.indexer.roles import Role
@@ -49,7 +50,8 @@ from server.indexer.tokens import query_tokens
 from server.indexer.types import ChunkKind
 from server.search.candidates import CandidateQuery, Filters, fetch_candidates
 from server.search.engine import CodeSearch
-from server.search.intent import Intent, intent_of
+from server.search.intent import Intent, intent_of, lexical_query
+from server.search.names import set_coverage
 from server.search.ranking import DEFAULT_WEIGHTS, Candidate, Weights, dedupe, fuse
 from server.search.request import SearchRequest, identifier_of
 from server.search.textplan import TEXT_MATCH_BUDGET, plan_identifier, plan_text_query
@@ -59,7 +61,7 @@ LIMIT = 10
 Hit = tuple[str, int, int]  # (path, start line, end line)
 
 PRODUCT_WEIGHTS: dict[str, float] = {**dataclasses.asdict(DEFAULT_WEIGHTS), "identifier": 1.0, "priors": 1.0}
-_TIERS = ("transformer", "static", "text")
+_TIERS = ("transformer", "static", "text", "name")  # blend terms, not scaled by `priors`
 
 
 def _tiers(transformer: float, static: float, text: float, **extra: float) -> dict[str, float]:
@@ -74,12 +76,15 @@ NAMED: dict[str, dict[str, float]] = {
     "no-priors": {**PRODUCT_WEIGHTS, "priors": 0.0},
     "rrf": {**PRODUCT_WEIGHTS, "rrf": 60.0},
 }
-# The sweep that leave-one-library-out chooses from. Ties go to the earlier entry: the product's
-# weights first, then the nearest values first.
+# The sweep that leave-one-library-out chooses from: tier weights, role priors (a multiplier of the
+# product's) and name coverage. Ties go to the earlier entry: the product's weights first, then the
+# nearest values first.
 GRID: list[dict[str, float]] = [PRODUCT_WEIGHTS] + [
     w
-    for t, st, tx, pr in cartesian((0.6, 0.5, 0.7), (0.25, 0.15, 0.35), (0.15, 0.1, 0.2), (1.0, 0.0, 2.0))
-    if (w := _tiers(t, st, tx, priors=pr)) != PRODUCT_WEIGHTS
+    for t, st, tx, pr, nm in cartesian(
+        (0.6, 0.5, 0.7), (0.15, 0.1, 0.25), (0.15, 0.1, 0.2), (1.0, 0.5, 2.0), (0.1, 0.0, 0.2)
+    )
+    if (w := _tiers(t, st, tx, priors=pr, name=nm)) != PRODUCT_WEIGHTS
 ]
 _ROOT = Path(__file__).resolve().parents[2]
 _SEARCH_SOURCES = [
@@ -122,16 +127,18 @@ class FeatureSet:
     chunks: dict[int, Chunk]
     queries: list[list[Cand]]
     intents: list[str]
+    terms: list[dict[str, float]]  # per query: its full-text terms and their IDF (name coverage)
 
     def to_json(self) -> dict[str, Any]:
         queries = [[[c.chunk, *c.values] for c in q] for q in self.queries]
-        return {"chunks": list(self.chunks.values()), "queries": queries, "intents": self.intents}
+        return {"chunks": list(self.chunks.values()), "queries": queries, "intents": self.intents,
+                "terms": self.terms}  # fmt: skip
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FeatureSet:
         chunks = {int(c[0]): cast(Chunk, tuple(c)) for c in data["chunks"]}
         queries = [[Cand(int(c[0]), cast(Values, tuple(c[1:]))) for c in q] for q in data["queries"]]
-        return cls(chunks, queries, data["intents"])
+        return cls(chunks, queries, data["intents"], data["terms"])
 
 
 def _candidate(chunk: Chunk, v: Values) -> Candidate:
@@ -159,6 +166,7 @@ def weights_of(weights: Mapping[str, float]) -> Weights:
 def rerank(features: FeatureSet, i: int, weights: Mapping[str, float], limit: int = LIMIT) -> list[Hit]:
     """Query `i`'s candidates ranked under `weights`, deduplicated as the product does."""
     cands = [_candidate(features.chunks[c.chunk], c.values) for c in features.queries[i]]
+    set_coverage(cands, features.terms[i])
     intent = cast(Intent, features.intents[i])
     ranked = fuse(cands, weights_of(weights), intent)
     if "rrf" in weights:
@@ -169,6 +177,24 @@ def rerank(features: FeatureSet, i: int, weights: Mapping[str, float], limit: in
             c.score += (factor - 1.0) * c.identifier
         ranked.sort(key=lambda c: (-c.score, c.rel_path, c.start_line))
     return [(c.rel_path, c.start_line, c.end_line) for c in dedupe(ranked, limit)]
+
+
+def prepared(features: FeatureSet) -> list[fastrank.Prepared]:
+    """Every query's candidates made ready for `fast_rerank`."""
+    return [
+        fastrank.prepare([_candidate(features.chunks[c.chunk], c.values) for c in q], cast(Intent, intent), terms)
+        for q, intent, terms in zip(features.queries, features.intents, features.terms, strict=True)
+    ]
+
+
+def blend_of(weights: Mapping[str, float]) -> fastrank.Blend:
+    """A configuration (not `rrf`) as `fast_rerank` takes it."""
+    return fastrank.Blend.of(weights_of(weights), weights.get("identifier", 1.0))
+
+
+def fast_rerank(p: fastrank.Prepared, blend: fastrank.Blend, limit: int = LIMIT) -> list[Hit]:
+    """`rerank` for the blend's weights, vectorised: what sweeps use."""
+    return [(c.rel_path, c.start_line, c.end_line) for c in fastrank.ranked(p, blend, limit)]
 
 
 def _rrf(cands: list[Candidate], weights: Mapping[str, float]) -> list[Candidate]:
@@ -256,23 +282,26 @@ class Engine:
         project = await self._project(project_id)
         pool = await self.app.cluster.pool(project.database_name)
         vectors: list[Any] = list(await self.app.embedder.embed(list(texts))) if texts else []
-        found = FeatureSet({}, [], [])
+        found = FeatureSet({}, [], [], [])
         async with pool.acquire() as conn:
             stats = await self.search.term_stats(project, conn)
             for text, vector in zip(texts, vectors, strict=True):
                 identifier = identifier_of(text)
+                intent = intent_of(text, identifier=identifier is not None)
+                plan = plan_text_query(query_tokens(lexical_query(text, intent)), stats, TEXT_MATCH_BUDGET)
                 query = CandidateQuery(
                     vector=np.asarray(vector, dtype=np.float32),
                     static_vector=self.search.embed_static(text),
                     static_search=False,  # as search does once every chunk has a transformer vector
-                    text=plan_text_query(query_tokens(text), stats, TEXT_MATCH_BUDGET),
+                    text=plan,
                     identifier=identifier,
                     identifier_query=plan_identifier(identifier, stats),
                     filters=Filters(),
                 )
                 cands = await fetch_candidates(conn, query)
                 found.queries.append([_features_of(c, found.chunks) for c in cands])
-                found.intents.append(intent_of(text, identifier=identifier is not None))
+                found.intents.append(intent)
+                found.terms.append(plan.term_weights() if plan else {})
         self.cache.mkdir(parents=True, exist_ok=True)
         path.write_bytes(gzip.compress(json.dumps(found.to_json()).encode()))
         return found

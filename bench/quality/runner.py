@@ -113,9 +113,11 @@ async def evaluate(
                     _put(run.ranked, "product", lib, s, [q.rank_in(h) for q, h in zip(qs, hits, strict=True)])
                 if weight_configs or grid:
                     features = await engine.features(b.project_id, texts, s)
-                    for name, w in [*weight_configs.items(), *grid.items()]:
+                    for name, w in weight_configs.items():
                         ranks = [q.rank_in(adapter.rerank(features, i, w)) for i, q in enumerate(qs)]
                         _put(run.ranked, name, lib, s, ranks)
+                    if grid:
+                        _sweep(run.ranked, grid, features, qs, lib, s)
             log(f"ranked {lib}: {sum(len(v) for v in per_set.values())} queries in {time.monotonic() - t0:.0f} s")
     if grid:
         libraries = [b.library.name for b in built]
@@ -126,6 +128,20 @@ async def evaluate(
                 run.ranked.pop(name, None)  # the sweep's own tables are not reported
     run.seconds["total"] = round(time.monotonic() - started, 1)
     return run
+
+
+def _sweep(ranked: Ranked, grid: Mapping[str, Mapping[str, float]], features: adapter.FeatureSet,
+           qs: Sequence[Query], lib: str, s: str) -> None:  # fmt: skip
+    """The sweep's configurations, vectorised; checked against `adapter.rerank` at the product's weights."""
+    prepared = adapter.prepared(features)
+    for name, w in grid.items():
+        blend = adapter.blend_of(w)
+        ranks = [q.rank_in(adapter.fast_rerank(p, blend)) for q, p in zip(qs, prepared, strict=True)]
+        _put(ranked, name, lib, s, ranks)
+    product = weights_name(adapter.PRODUCT_WEIGHTS)
+    exact = [q.rank_in(adapter.rerank(features, i, adapter.PRODUCT_WEIGHTS)) for i, q in enumerate(qs)]
+    if product in grid and ranked[product][lib][s] != exact:
+        raise RuntimeError(f"{lib}/{s}: the vectorised blend disagrees with adapter.rerank")
 
 
 def _put(ranked: Ranked, config: str, lib: str, s: str, ranks: list[int | None]) -> None:

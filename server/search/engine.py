@@ -30,12 +30,13 @@ from server.projects import ProjectResolver
 from server.search.candidates import CandidateQuery, Filters, fetch_candidates
 from server.search.context import fetch_details, read_contexts
 from server.search.freshness import pending_changes
-from server.search.intent import intent_of
+from server.search.intent import intent_of, lexical_query
 from server.search.models import ScoreParts, SearchHit, SearchMode, SearchResponse
+from server.search.names import set_coverage
 from server.search.ranking import DEFAULT_WEIGHTS, Candidate, Weights, dedupe, fuse
 from server.search.repositories import Repository, RepositoryCounts, select_repositories
 from server.search.request import Scope, SearchError, SearchRequest, glob_to_regex, identifier_of, scope_roles
-from server.search.rerank import RERANK_CANDIDATES, embed_missing
+from server.search.rerank import RERANK_BUDGET_SECONDS, RERANK_CANDIDATES, Reranker
 from server.search.textplan import (
     TEXT_MATCH_BUDGET,
     TEXT_ONLY_MATCH_BUDGET,
@@ -88,6 +89,7 @@ class CodeSearch:
         static: StaticTier | None = None,
         weights: Weights = DEFAULT_WEIGHTS,
         rerank: int = RERANK_CANDIDATES,
+        rerank_budget: float | None = RERANK_BUDGET_SECONDS,
     ) -> None:
         self.cluster = cluster
         self.registry = registry
@@ -96,12 +98,15 @@ class CodeSearch:
         self.static = static
         self.weights = weights
         self.rerank = rerank
+        self.reranker = Reranker(embedder, rerank_budget)
         self._stats: dict[str, tuple[float, TermStats | None]] = {}
         self._counts = RepositoryCounts()
         self._embedder_checked: dict[str, float] = {}  # database -> when its embedder last matched ours
 
     @classmethod
-    def from_app(cls, app: App, *, weights: Weights = DEFAULT_WEIGHTS) -> CodeSearch:
+    def from_app(
+        cls, app: App, *, weights: Weights = DEFAULT_WEIGHTS, rerank_budget: float | None = RERANK_BUDGET_SECONDS
+    ) -> CodeSearch:
         """Over a started `App`'s collaborators (a restarted App has new ones: build again)."""
         assert app.cluster is not None, "App.start() first"
         return cls(
@@ -111,6 +116,7 @@ class CodeSearch:
             embedder=app.embedder,
             static=app.static_embedder,
             weights=weights,
+            rerank_budget=rerank_budget,
         )
 
     async def term_stats(self, project: Project, conn: Conn) -> TermStats | None:
@@ -168,7 +174,7 @@ class CodeSearch:
             intent = intent_of(req.query, identifier=identifier is not None)
             stats = await self.term_stats(project, conn)
             budget = TEXT_MATCH_BUDGET if semantic else TEXT_ONLY_MATCH_BUDGET
-            plan = plan_text_query(query_tokens(req.query), stats, budget)
+            plan = plan_text_query(query_tokens(lexical_query(req.query, intent)), stats, budget)
             scope = cast(Scope, req.scope)
             filters = Filters(
                 repository_ids=[r.id for r in chosen] if len(chosen) < len(repositories) else None,
@@ -182,10 +188,11 @@ class CodeSearch:
                 identifier_query=plan_identifier(identifier, stats), filters=filters,
             )  # fmt: skip
             candidates = await fetch_candidates(conn, candidate_query)
+            set_coverage(candidates, plan.term_weights() if plan else {})
             ranked = fuse(candidates, self.weights, intent, semantic=semantic)
             reranked = 0
             if vector is not None and semantic and self.rerank > 0:
-                reranked = await embed_missing(conn, ranked[: self.rerank], vector, self.embedder)
+                reranked = await self.reranker.embed_missing(conn, ranked[: self.rerank], vector)
                 if reranked:
                     ranked = fuse(ranked, self.weights, intent)
             hits = await self._hits(conn, dedupe(ranked, req.limit), {r.id: r for r in chosen}, req.context_lines)
@@ -234,6 +241,7 @@ class CodeSearch:
                         static_scaled=None if c.static is None else round(c.static, 6),
                         text=round(c.text, 6),
                         text_raw=round(c.text_raw, 6),
+                        name=round(c.name, 6),
                         identifier=c.identifier,
                         prior=c.prior,
                     ),

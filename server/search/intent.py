@@ -6,6 +6,11 @@ gets tests. Only wording decides; an identifier query is always code-seeking.
 
 "How does X work" asks about the mechanism (code); "how do I / how to / how can I" asks for
 instructions (docs).
+
+The words that say a query seeks documentation say nothing about its subject, and matched as full
+text they find the wrong things: "explain" finds `explain()` methods and "documentation" the
+contributing guide's pages about writing documentation. `lexical_query` leaves them out of the
+full-text side of a docs-seeking query (the embedded query keeps its wording).
 """
 
 from __future__ import annotations
@@ -41,3 +46,12 @@ def intent_of(query: str, *, identifier: bool = False) -> Intent:
     if _DOCS.search(query):
         return "docs"
     return "code"
+
+
+def lexical_query(query: str, intent: Intent) -> str:
+    """The words full text should match: a docs-seeking query without its docs-seeking phrases
+    (`how do I configure logging` → `configure logging`), unless nothing would be left."""
+    if intent != "docs":
+        return query
+    stripped = " ".join(_DOCS.sub(" ", query).split())
+    return stripped if any(ch.isalnum() for ch in stripped) else query

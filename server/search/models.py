@@ -16,9 +16,9 @@ ContextSource = Literal["file", "index", "none"]
 
 
 class ScoreParts(BaseModel):
-    """How a result's score was made: `score = w_t·cosine + w_s·static + w_x·text + identifier + prior`
-    (hybrid mode; a missing cosine is stood in for by the static cosine) or `score = text + identifier +
-    prior` (text_only mode)."""
+    """How a result's score was made: `score = w_t·cosine + w_s·static + w_x·text + w_n·name + identifier +
+    prior` (hybrid mode; a missing cosine is stood in for by the static cosine) or `score = text + w_n·name +
+    identifier + prior` (text_only mode)."""
 
     cosine: float | None = Field(
         description="Transformer cosine similarity to the query; None in text_only mode or when the chunk has "
@@ -32,6 +32,9 @@ class ScoreParts(BaseModel):
     )
     text: float = Field(description="Full-text rank normalised by the best full-text rank among the candidates (0–1)")
     text_raw: float = Field(description="Σ idf(term)·ts_rank over code-aware tokens (PostgreSQL full text)")
+    name: float = Field(
+        default=0.0, description="Share of the query's words (weighted by rarity) found in this chunk's symbol (0–1)"
+    )
     identifier: float = Field(description="Boost when the query names this chunk's symbol (0 when it does not)")
     prior: float = Field(description="Role prior: what the query seeks (code, docs, tests) against what the chunk is")
 

@@ -1,6 +1,6 @@
 """Pure ranking: blending each candidate's signals into one score, and dropping repeats.
 
-    score = w_t·T + w_s·S + w_x·text + identifier + prior(intent, role, kind)
+    score = w_t·T + w_s·S + w_x·text + w_n·name + identifier + prior(intent, role, kind)
 
 * T is the transformer cosine (`chunks.embedding`), S the static-tier cosine mapped onto the
   transformer's scale for this query: static cosines are z-scored over the candidates and given the
@@ -9,6 +9,8 @@
   until the query-time re-rank embeds it; one without any vector gets a stand-in between the
   weakest and the best semantic score, by its text rank.
 * text is the full-text rank divided by the best full-text rank among this query's candidates.
+* name is the share of the query's IDF weight found among the tokens of the chunk's qualified
+  symbol (`server/search/names.py`).
 * identifier (≥ 1) puts the definition an identifier-like query names first.
 * prior orders roles by what the query seeks (`server/search/intent.py`): implementation before
   tests and docs for code-seeking queries; docs and tests where those are sought.
@@ -41,16 +43,17 @@ class Weights:
     """Every weight of the blend; `DEFAULT_WEIGHTS` is what search uses (bench/README.md)."""
 
     transformer: float = 0.60
-    static: float = 0.25
+    static: float = 0.15
     text: float = 0.15
+    name: float = 0.10
     # Added to the score, by what the query seeks and what the chunk is.
-    code_seeking_test: float = -0.04
-    code_seeking_docs: float = -0.06
-    code_seeking_non_definition: float = -0.01
-    docs_seeking_docs: float = 0.04
-    docs_seeking_test: float = -0.02
-    test_seeking_test: float = 0.06
-    test_seeking_docs: float = -0.02
+    code_seeking_test: float = -0.08
+    code_seeking_docs: float = -0.12
+    code_seeking_non_definition: float = -0.02
+    docs_seeking_docs: float = 0.08
+    docs_seeking_test: float = -0.04
+    test_seeking_test: float = 0.12
+    test_seeking_docs: float = -0.04
 
     def prior(self, intent: Intent, role: Role, kind: ChunkKind) -> float:
         if intent == "code":
@@ -105,6 +108,7 @@ class Candidate:
     from_text: bool
     from_static: bool = False
     identifier: float = 0.0
+    name: float = 0.0  # symbol coverage of the query (names.coverage)
     # Set by `fuse`:
     text: float = 0.0
     static: float | None = None  # static cosine on the transformer's scale
@@ -144,18 +148,19 @@ def fuse(
     for c in items:
         c.prior = weights.prior(intent, c.role, c.kind)
         if not semantic:
-            c.score = c.text + c.identifier + c.prior
+            c.score = c.text + weights.name * c.name + c.identifier + c.prior
             continue
         t = c.cosine if c.cosine is not None else c.static
         if t is None:  # no vector of either tier yet: lexical evidence stands in
             t = floor + (top - floor) * c.text
         s = c.static if c.static is not None else t
-        c.score = weights.transformer * t + weights.static * s + weights.text * c.text + c.identifier + c.prior
+        lexical = weights.text * c.text + weights.name * c.name
+        c.score = weights.transformer * t + weights.static * s + lexical + c.identifier + c.prior
     items.sort(key=lambda c: (-c.score, c.rel_path, c.start_line))
     return items
 
 
-def dedupe(ranked: Sequence[Candidate], limit: int) -> list[Candidate]:
+def dedupe(ranked: Iterable[Candidate], limit: int) -> list[Candidate]:
     """Best first. Dropped: a chunk overlapping a better one of the same file, and another part of
     a long definition already shown (same file, symbol and kind). A chunk whose content repeats a
     better one's (another file) is only used if results would run short."""

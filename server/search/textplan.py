@@ -50,6 +50,10 @@ class TextPlan:
     estimated_rows: float
     budget: int = TEXT_MATCH_BUDGET
 
+    def term_weights(self) -> dict[str, float]:
+        """Every query term (unquoted) and its IDF."""
+        return {t.strip("'"): w for t, w in zip(self.terms, self.idf, strict=True)}
+
     def weighted(self) -> list[tuple[float, str]]:
         """(idf, term) pairs to rank with, highest IDF first, at most RANK_TERMS."""
         return sorted(zip(self.idf, self.terms, strict=True), reverse=True)[:RANK_TERMS]

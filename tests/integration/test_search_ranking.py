@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from server.search.engine import CodeSearch
 from server.search.models import SearchHit, SearchResponse
 from server.search.ranking import DEFAULT_WEIGHTS as W
 from server.search.request import SearchError, SearchRequest
+from server.search.rerank import RERANK_BATCH
 from tests.repos import write_files
 
 FILES: dict[str, str] = {
@@ -359,7 +361,8 @@ async def test_hybrid_ranking_identifiers_and_natural_language(app: App, repo: P
             parts = hit.scores
             assert parts.cosine is not None
             static = parts.static_scaled if parts.static_scaled is not None else parts.cosine
-            blend = W.transformer * parts.cosine + W.static * static + W.text * parts.text
+            blend = W.transformer * parts.cosine + W.static * static + W.text * parts.text + W.name * parts.name
+            assert 0.0 <= parts.name <= 1.0
             assert hit.score == pytest.approx(blend + parts.identifier + parts.prior, abs=1e-5)
 
     hit = (await search(app, "where do we retry failed HTTP requests", project_id)).results[0]
@@ -471,7 +474,10 @@ async def test_text_only_before_embeddings(app: App, repo: Path, project_id: str
     assert counting.calls == []  # the query was not embedded
     assert response.results[0].symbol == "HttpClient.request_with_retry"
     assert all(h.scores.cosine is None for h in response.results)
-    assert all(h.score == pytest.approx(h.scores.text + h.scores.identifier, abs=1e-5) for h in response.results)
+    assert all(
+        h.score == pytest.approx(h.scores.text + W.name * h.scores.name + h.scores.identifier, abs=1e-5)
+        for h in response.results
+    )
     ident = await search(app, "IndexingJobCreate", project_id)
     assert (ident.results[0].symbol, ident.results[0].kind) == ("IndexingJobCreate", "class")
 
@@ -484,7 +490,8 @@ async def test_text_only_before_embeddings(app: App, repo: Path, project_id: str
             [(r["id"], np.asarray(v, dtype=np.float32)) for r, v in zip(rows, vectors, strict=True)],
         )
     counting.calls.clear()
-    partial = await CodeSearch.from_app(app).search(SearchRequest("slugify title", project_id=project_id))
+    unhurried = CodeSearch.from_app(app, rerank_budget=None)  # however long the re-rank takes on a busy machine
+    partial = await unhurried.search(SearchRequest("slugify title", project_id=project_id))
     assert partial.mode == "hybrid" and 0.0 < partial.embedding_coverage < 1.0
     assert partial.notice and "still being computed" in partial.notice
     # The query, then the re-rank: slugify, found by full text without a vector, is embedded now and kept.
@@ -492,8 +499,39 @@ async def test_text_only_before_embeddings(app: App, repo: Path, project_id: str
     slug = [h for h in partial.results if h.symbol == "slugify"]
     assert slug and slug[0].scores.cosine is not None and partial.results[0].symbol == "slugify"
     assert await pool.fetchval("SELECT count(*) FROM chunks WHERE symbol = 'slugify' AND embedding IS NULL") == 0
-    again = await CodeSearch.from_app(app).search(SearchRequest("slugify title", project_id=project_id))
+    again = await unhurried.search(SearchRequest("slugify title", project_id=project_id))
     assert again.reranked == 0 and counting.calls == [1, 1, 1]  # only the query this time
+
+
+class SlowEmbedder(CountingEmbedder):
+    """Takes a second for anything but a one-text batch (the query)."""
+
+    async def embed(self, texts: Any, *, urgent: bool = False) -> Vectors:
+        if len(texts) > 1:
+            await asyncio.sleep(1.0)
+        return await super().embed(texts, urgent=urgent)
+
+
+async def test_a_slow_rerank_stops_at_its_budget(app: App, repo: Path, project_id: str) -> None:
+    project = await _project(app, project_id)
+    pool = await app.cluster.pool(project.database_name)
+    await index_repository(repo, "sample-service", pool, embedder=None)
+    async with pool.acquire() as conn:  # a few chunks have transformer vectors: the rest are being filled in
+        rows = await conn.fetch("SELECT id, content FROM chunks WHERE kind = 'class' ORDER BY id")
+        vectors = await app.embedder.embed([r["content"] for r in rows])
+        await conn.executemany(
+            "UPDATE chunks SET embedding = $2 WHERE id = $1",
+            [(r["id"], np.asarray(v, dtype=np.float32)) for r, v in zip(rows, vectors, strict=True)],
+        )
+    missing = await pool.fetchval("SELECT count(*) FROM chunks WHERE embedding IS NULL")
+    slow = SlowEmbedder(app.embedder)
+    engine = CodeSearch(cluster=app.cluster, registry=app.registry, resolver=app.resolver, embedder=slow,
+                        static=app.static_embedder, rerank_budget=0.05)  # fmt: skip
+    response = await engine.search(SearchRequest("retry failed requests with backoff", project_id=project_id))
+    # One batch (the best missing candidates) is embedded, then the budget is spent: the rest keep static scores.
+    assert response.mode == "hybrid" and response.reranked == RERANK_BATCH and slow.calls == [1, RERANK_BATCH]
+    assert any(h.scores.cosine is None for h in response.results)
+    assert await pool.fetchval("SELECT count(*) FROM chunks WHERE embedding IS NULL") == missing - RERANK_BATCH
 
 
 async def test_deleted_and_changed_files(app: App, repo: Path, project_id: str) -> None:

@@ -42,6 +42,11 @@ FILES: dict[str, str] = {
                 self._stack.pop()
                 _current.set(None)
         """,
+    "src/flaskish/sql.py": """
+        def explain(statement):
+            # Ask the database how it would run a statement.
+            return "EXPLAIN " + statement
+        """,
     "tests/test_blueprints.py": """
         from flaskish.app import App
         from flaskish.blueprints import Blueprint
@@ -166,6 +171,17 @@ async def test_docs_questions_get_their_docs(indexed: CodeSearch, project_id: st
     first = response.results[0]
     assert first.file_path == "docs/blueprints.md" and first.role == "docs"
     assert "How to register a blueprint" in first.content
+
+
+async def test_docs_seeking_words_are_not_matched_as_code(indexed: CodeSearch, project_id: str) -> None:
+    response = await search(indexed, "explain blueprint templates", project_id, limit=50)
+    assert response.intent == "docs"
+    first = response.results[0]
+    assert first.file_path == "docs/blueprints.md" and "Configuring blueprint templates" in first.content
+    explain = next(h for h in response.results if h.symbol == "explain")  # still found by meaning ...
+    assert explain.scores.text_raw == 0  # ... but "explain" asked for an explanation, not for explain()
+    named = await search(indexed, "explain", project_id)  # a bare identifier is code-seeking: matched as typed
+    assert named.intent == "code" and named.results[0].symbol == "explain" and named.results[0].scores.text_raw > 0
 
 
 async def test_test_questions_get_tests(indexed: CodeSearch, project_id: str) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from server.indexer.roles import classify
-from server.search.intent import intent_of
+from server.search.intent import intent_of, lexical_query
 
 
 @pytest.mark.parametrize(
@@ -99,3 +99,20 @@ def test_query_intent(query: str, intent: str) -> None:
 def test_identifier_queries_always_seek_code() -> None:
     assert intent_of("tests", identifier=True) == "code"
     assert intent_of("tests") == "test"
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [
+        ("how do I configure logging", "configure logging"),
+        ("explain the application factory", "the application factory"),
+        ("SILENCED_SYSTEM_CHECKS documentation", "SILENCED_SYSTEM_CHECKS"),
+        ("guide to blueprints", "to blueprints"),
+        ("what is a request context", "a request context"),
+        ("documentation", "documentation"),  # nothing else to match: kept
+        ("where are blueprints registered", "where are blueprints registered"),  # code-seeking: as typed
+        ("tests for url_for", "tests for url_for"),
+    ],
+)
+def test_full_text_leaves_docs_seeking_phrases_out(query: str, words: str) -> None:
+    assert lexical_query(query, intent_of(query)) == words
