@@ -30,7 +30,7 @@ from server.indexer.prepare import Prepared, PrepareJob, executor, prepare
 from server.indexer.progress import Phase, Progress, ProgressCallback, Reporter, WorkModel
 from server.indexer.scanner import DEFAULT_MAX_FILE_SIZE, scan_repository
 from server.indexer.scope import PathScope
-from server.indexer.store import FileRecord
+from server.indexer.types import FileRecord
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,8 @@ from server.indexer.chunker import chunk_file
 from server.indexer.fulltext import tsvector_binary
 from server.indexer.roles import Role, classify
 from server.indexer.scanner import load_file
-from server.indexer.store import ChunkRow, FileRecord
 from server.indexer.tokens import code_tokens
-from server.indexer.types import ChunkKind, ScannedFile
+from server.indexer.types import ChunkKind, ChunkRow, FileRecord, ScannedFile
 from server.lifeline import die_with
 
 _NON_DEFINITIONS: frozenset[ChunkKind] = frozenset({"module", "section", "window"})
