@@ -10,7 +10,10 @@ Printed:
 * static tier complete: every chunk has a static vector (they are written with the chunks);
 * transformer tier complete: measured (`full`), or extrapolated from the rate over the first
   `--sample-seconds` of the fill (`sample`; the run is then cancelled, as a user may);
-* peak RSS of this process, its largest child and all of them (sampled from /proc, so Linux only);
+* when the static vector index was built (a big load drops it and builds it after; `--keep-static-index`
+  inserts into it row by row instead, for comparison);
+* peak RSS and CPU seconds of this process, its children and its PostgreSQL backends (from /proc,
+  so Linux only);
 * then a nothing-changed re-index.
 
 Figures depend on the machine's load: ratios within one run hold, absolute times swing.
@@ -29,6 +32,7 @@ from pathlib import Path
 from server.app import App
 from server.indexer.pipeline import IndexResult, Progress, index_repository
 from server.indexer.prepare import shutdown_executor
+from server.indexer.static_index import BULK_LOAD_MIN_CHUNKS
 from server.settings import Settings
 
 HERE = Path(__file__).resolve().parent
@@ -42,48 +46,68 @@ def corpus_root(arg: str | None) -> Path:
     return Path(out.strip().splitlines()[-1])
 
 
-def _rss_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+_TICKS = os.sysconf("SC_CLK_TCK")
+_PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
-def _descendants(pid: int) -> list[int]:
-    """Every live process below `pid` (chunking workers fork from a forkserver, a child of ours)."""
-    parents: dict[int, list[int]] = {}
+def _processes() -> dict[int, tuple[int, float, int, str]]:
+    """pid → (parent pid, CPU seconds, RSS kB, command line) of every process (Linux /proc)."""
+    out: dict[int, tuple[int, float, int, str]] = {}
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            parents.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [pid]
-    while todo:
-        children = parents.get(todo.pop(), [])
-        out.extend(children)
-        todo.extend(children)
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, IndexError):
+            continue
+        cpu = (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
+        out[int(entry.name)] = (int(fields[1]), cpu, int(fields[21]) * _PAGE_KB, cmdline)
     return out
 
 
-class RssSampler:
-    """Peak resident memory of this process, of its largest child, and of all of them together
-    (sampled twice a second from /proc; Linux only)."""
+class ProcSampler:
+    """Peak resident memory and CPU seconds of this process, of its children (the chunking workers
+    and their forkserver) and of the PostgreSQL backends serving `database`, sampled twice a
+    second from /proc (Linux only). CPU seconds are less swayed by other load than wall time."""
 
-    def __init__(self) -> None:
-        self.own = self.largest_child = self.total = 0
+    def __init__(self, database: str) -> None:
+        self.database = database
+        self.own_rss = self.largest_child_rss = self.total_rss = 0
+        self.cpu: dict[str, dict[int, float]] = {"this process": {}, "workers": {}, "postgres": {}}
+        self.baseline: dict[str, float] = {}
         self._stop = asyncio.Event()
 
     def sample(self) -> None:
-        own = _rss_kb(os.getpid())
-        children = [_rss_kb(p) for p in _descendants(os.getpid())]
-        self.own = max(self.own, own)
-        self.largest_child = max(self.largest_child, max(children, default=0))
-        self.total = max(self.total, own + sum(children))
+        procs = _processes()
+        me = os.getpid()
+        below: list[int] = []
+        todo = [me]
+        while todo:
+            parent = todo.pop()
+            children = [pid for pid, (ppid, *_) in procs.items() if ppid == parent]
+            below.extend(children)
+            todo.extend(children)
+        if me in procs:
+            self.own_rss = max(self.own_rss, procs[me][2])
+            self.cpu["this process"][me] = procs[me][1]
+        rss = [procs[pid][2] for pid in below]
+        self.largest_child_rss = max(self.largest_child_rss, max(rss, default=0))
+        self.total_rss = max(self.total_rss, procs.get(me, (0, 0.0, 0, ""))[2] + sum(rss))
+        for pid in below:
+            self.cpu["workers"][pid] = procs[pid][1]
+        ours = {pid for pid, (*_, cmd) in procs.items() if cmd.startswith("postgres:") and f" {self.database} " in cmd}
+        for pid, (_, cpu, _, cmd) in procs.items():
+            # ... and the parallel workers of their index builds
+            if pid in ours or (cmd.startswith("postgres: parallel worker for PID ") and int(cmd.split()[-1]) in ours):
+                self.cpu["postgres"][pid] = cpu
+
+    def cpu_seconds(self) -> dict[str, float]:
+        return {k: sum(v.values()) - self.baseline.get(k, 0.0) for k, v in self.cpu.items()}
+
+    def start(self) -> None:
+        self.sample()
+        self.baseline = self.cpu_seconds()
 
     async def run(self) -> None:
         while not self._stop.is_set():
@@ -101,6 +125,7 @@ class Milestones:
     def __init__(self) -> None:
         self.t0 = time.perf_counter()
         self.first: dict[str, float] = {}
+        self.latest: dict[str, float] = {}
         self.embedding = asyncio.Event()
         self.embedded_at_start = 0
         self.last: Progress | None = None
@@ -111,6 +136,7 @@ class Milestones:
     async def __call__(self, p: Progress) -> None:
         now = time.perf_counter() - self.t0
         self.first.setdefault(p.phase, now)
+        self.latest[p.phase] = now
         if p.searchable_at is not None:
             self.first.setdefault("searchable", now)
         if p.semantic_at is not None:
@@ -139,12 +165,16 @@ async def run(args: argparse.Namespace) -> None:
     print(f"corpus: {root} ({files_on_disk} files on disk); transformer {app.embedder.name}; static tier on")
     print(f"data dir: {settings.data_dir} (project {project.id})")
 
-    rss = RssSampler()
-    sampler = asyncio.create_task(rss.run())
+    procs = ProcSampler(project.database_name)
+    procs.start()
+    sampler = asyncio.create_task(procs.run())
     seen = Milestones()
     embedder = None if args.transformer == "none" else app.embedder
+    bulk_load_chunks = 2**62 if args.keep_static_index else BULK_LOAD_MIN_CHUNKS
     task = asyncio.create_task(
-        index_repository(root, "corpus", pool, embedder, progress_callback=seen, static_tier=True)
+        index_repository(
+            root, "corpus", pool, embedder, progress_callback=seen, static_tier=True, bulk_load_chunks=bulk_load_chunks
+        )
     )
     completed = True
     if args.transformer == "sample":
@@ -157,7 +187,7 @@ async def run(args: argparse.Namespace) -> None:
     with contextlib.suppress(asyncio.CancelledError):
         await task
     wall = time.perf_counter() - seen.t0
-    rss.stop()
+    procs.stop()
     await sampler
     last = seen.last
     assert last is not None
@@ -166,6 +196,11 @@ async def run(args: argparse.Namespace) -> None:
     print(f"scan done:            {seen.at('storing'):7.1f} s  (first batch stored)")
     print(f"lexically searchable: {searchable:7.1f} s  ({last.chunks_created / searchable:,.0f} chunks/s)")
     print(f"static tier complete: {seen.at('semantic'):7.1f} s  (static coverage {last.static_coverage:.1%})")
+    if "vector_index" in seen.first:
+        built, took = seen.latest["vector_index"], seen.latest["vector_index"] - seen.first["vector_index"]
+        print(f"static index built:   {built:7.1f} s  (dropped for the load, built after in {took:.1f} s)")
+    else:
+        print("static index:         kept during the load (rows inserted one by one)")
     if embedder is not None and "embedding" in seen.first:
         fill_seconds = wall - seen.at("embedding")
         done = last.chunks_embedded - seen.embedded_at_start
@@ -180,9 +215,12 @@ async def run(args: argparse.Namespace) -> None:
                 f"complete after ~{estimate / 60:,.1f} min (extrapolated; {left:,.0f} chunks left)"
             )
     print(
-        f"peak RSS: this process {rss.own / 1024:,.0f} MB, largest child {rss.largest_child / 1024:,.0f} MB, "
-        f"all together {rss.total / 1024:,.0f} MB (PostgreSQL's server not included)"
+        f"peak RSS: this process {procs.own_rss / 1024:,.0f} MB, "
+        f"largest child {procs.largest_child_rss / 1024:,.0f} MB, "
+        f"all together {procs.total_rss / 1024:,.0f} MB (PostgreSQL's server not included)"
     )
+    cpu = procs.cpu_seconds()
+    print("CPU seconds: " + ", ".join(f"{k} {v:,.1f}" for k, v in cpu.items()) + f"; total {sum(cpu.values()):,.1f}")
     t2 = time.perf_counter()
     again = await index_repository(root, "corpus", pool, None, static_tier=True)
     print(
@@ -198,6 +236,9 @@ def main() -> None:
     parser.add_argument("--corpus")
     parser.add_argument("--transformer", choices=["full", "sample", "none"], default="sample")
     parser.add_argument("--sample-seconds", type=float, default=180.0)
+    parser.add_argument(
+        "--keep-static-index", action="store_true", help="insert into the static HNSW index while loading"
+    )
     parser.add_argument("--models-dir", type=Path, default=None, help="where the derived s8 model is cached")
     asyncio.run(run(parser.parse_args()))
 
