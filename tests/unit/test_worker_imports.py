@@ -1,12 +1,16 @@
-"""Chunking workers import `server.indexer.prepare` and nothing heavier than they use."""
+"""Chunking workers import `server.indexer.prepare` and nothing heavier than they use, and run the
+tokenizer on their own thread."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
+
+from server.indexer.prepare import executor, shutdown_executor
 
 pytestmark = pytest.mark.unit
 
@@ -38,3 +42,11 @@ def test_unknown_name_is_an_attribute_error() -> None:
 
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         _ = embeddings.Nope
+
+
+def test_workers_keep_the_tokenizer_single_threaded() -> None:
+    try:
+        pool = executor()
+        assert pool.submit(os.getenv, "TOKENIZERS_PARALLELISM").result(timeout=60) == "false"
+    finally:
+        shutdown_executor()
