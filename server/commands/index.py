@@ -26,7 +26,7 @@ async def _index(args: argparse.Namespace, settings: Settings) -> int:
         resolved = await app.resolver.resolve(args.project, "cli", create=True)
         await app.check_repository_root(resolved.project, path)  # refused before a progress bar is drawn
         with Progress(
-            TextColumn("[bold]{task.fields[phase]:<10}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+            TextColumn("[bold]{task.fields[phase]:<12}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
             TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True,
         ) as bar:  # fmt: skip
             task = bar.add_task("starting", total=100, phase="scanning")

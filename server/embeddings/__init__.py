@@ -5,21 +5,50 @@ Two offline tiers share one 384-dimensional space:
   synchronous; input ``static_text(rel_path, symbol, content)``.
 - ``LocalEmbedder`` (``server.embeddings.local``): all-MiniLM-L6-v2, s8 re-quantised, ~100+ chunks/s;
   input ``embedding_text(rel_path, symbol, content)``; queries as they are, with ``urgent=True``.
+
+Names are imported on first use: a chunking worker imports ``server.embeddings.static`` (numpy and
+tokenizers) without paying for onnxruntime, onnx and the HTTP clients behind the other providers.
 """
 
-from server.embeddings.base import Embedder, EmbeddingError, Vectors, normalize_rows
-from server.embeddings.factory import PROVIDERS, create_embedder
-from server.embeddings.local import (
-    DEFAULT_MAX_LENGTH,
-    LEGACY_LOCAL_EMBEDDER_NAME,
-    LOCAL_DIMENSION,
-    LOCAL_EMBEDDER_NAME,
-    LocalEmbedder,
-)
-from server.embeddings.ollama import OllamaEmbedder
-from server.embeddings.openai import OpenAIEmbedder
-from server.embeddings.static import STATIC_EMBEDDER_NAME, StaticEmbedder, static_text
-from server.embeddings.text import embedding_text
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from server.embeddings.base import Embedder, EmbeddingError, Vectors, normalize_rows
+    from server.embeddings.factory import PROVIDERS, create_embedder
+    from server.embeddings.local import (
+        DEFAULT_MAX_LENGTH,
+        LEGACY_LOCAL_EMBEDDER_NAME,
+        LOCAL_DIMENSION,
+        LOCAL_EMBEDDER_NAME,
+        LocalEmbedder,
+    )
+    from server.embeddings.ollama import OllamaEmbedder
+    from server.embeddings.openai import OpenAIEmbedder
+    from server.embeddings.static import STATIC_EMBEDDER_NAME, StaticEmbedder, static_text
+    from server.embeddings.text import embedding_text
+
+_HOMES = {
+    "Embedder": "base",
+    "EmbeddingError": "base",
+    "Vectors": "base",
+    "normalize_rows": "base",
+    "PROVIDERS": "factory",
+    "create_embedder": "factory",
+    "DEFAULT_MAX_LENGTH": "local",
+    "LEGACY_LOCAL_EMBEDDER_NAME": "local",
+    "LOCAL_DIMENSION": "local",
+    "LOCAL_EMBEDDER_NAME": "local",
+    "LocalEmbedder": "local",
+    "OllamaEmbedder": "ollama",
+    "OpenAIEmbedder": "openai",
+    "STATIC_EMBEDDER_NAME": "static",
+    "StaticEmbedder": "static",
+    "static_text": "static",
+    "embedding_text": "text",
+}
 
 __all__ = [
     "DEFAULT_MAX_LENGTH",
@@ -40,3 +69,16 @@ __all__ = [
     "normalize_rows",
     "static_text",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

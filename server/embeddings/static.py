@@ -40,7 +40,7 @@ STATIC_EMBEDDER_NAME = "static:minilm-code-v1"
 TOKENIZER_PATH = DATA_DIR / "tokenizer.json"
 STATIC_CONTENT_CHARS = 300  # of the chunk read after the header (300 beat 1,000 on the dev set)
 CLS_ID, SEP_ID = 101, 102
-_CACHE_LIMIT = 200_000  # distinct runs remembered (~40 MB at most)
+_CACHE_LIMIT = 50_000  # distinct runs remembered (see server/indexer/tokens.py)
 # Python's str.split() also splits on these, BERT's pre-tokeniser does not (its normaliser drops them).
 _PY_ONLY_SPACE = re.compile("[\x1c-\x1f]")
 

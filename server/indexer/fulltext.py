@@ -22,7 +22,7 @@ from collections import Counter
 MAX_POSITIONS = 256  # per lexeme (PostgreSQL's MAXNUMPOS)
 MAX_LEXEME_BYTES = 2046  # PostgreSQL's limit per lexeme
 _WEIGHT_A, _WEIGHT_B, _WEIGHT_D = 3 << 14, 2 << 14, 0
-_CACHE_LIMIT = 200_000
+_CACHE_LIMIT = 50_000  # lexemes remembered (see server/indexer/tokens.py)
 
 _positions: dict[tuple[int, int, int], bytes] = {}
 _lexemes: dict[str, bytes] = {}

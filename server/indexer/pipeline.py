@@ -1,5 +1,5 @@
 """`index_repository`: scan → prepare (chunk, full text, static vectors; in worker processes) →
-store → fill the transformer tier.
+store → (re)build the static vector index → fill the transformer tier.
 
 A stored batch is searchable at once, by full text and (with a static model) by meaning; the
 transformer tier is filled in afterwards in the same run, which ends when every chunk has a
@@ -24,13 +24,13 @@ import asyncpg
 
 from server.embeddings.base import Embedder
 from server.errors import UserError
-from server.indexer import store
+from server.indexer import static_index, store
 from server.indexer.fill import fill_rows, fill_transformer_tier
 from server.indexer.prepare import Prepared, PrepareJob, executor, prepare
-from server.indexer.progress import Phase, Progress, ProgressCallback, Reporter, WorkModel
+from server.indexer.progress import CHUNK_BYTES_GUESS, Phase, Progress, ProgressCallback, Reporter, WorkModel
 from server.indexer.scanner import DEFAULT_MAX_FILE_SIZE, scan_repository
 from server.indexer.scope import PathScope
-from server.indexer.store import FileRecord
+from server.indexer.types import FileRecord
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class _Run:
         return self.coverage
 
     async def __call__(self, message: str, phase: Phase, *, percentage: int | None = None) -> None:
-        if phase in ("storing", "embedding"):
+        if phase in ("storing", "vector_index", "embedding"):
             await self.read_coverage()
         r = self.result
         await self.report(
@@ -139,6 +139,7 @@ async def index_repository(
     paths: Sequence[str] | None = None,
     content_lock: ContentLock | None = None,
     embed_stored_only: bool = False,
+    bulk_load_chunks: int = static_index.BULK_LOAD_MIN_CHUNKS,
 ) -> IndexResult:
     """Index `repo_path` into the project database behind `pool`.
 
@@ -148,18 +149,23 @@ async def index_repository(
     the run to those files: each is read again and indexed if present and not ignored, marked
     deleted if not. `content_lock` is held from the scan until the files are stored.
     `embed_stored_only`: fill in only the chunks of the files this run stored (other runs fill in theirs).
+    A load of about `bulk_load_chunks` new chunks or more (and at least half the table) drops the
+    static vector index while storing and builds it after (server/indexer/static_index.py).
     """
     started = time.monotonic()
     root = Path(os.path.abspath(repo_path))  # not resolve(): that would follow a symlink swapped in
     report = Reporter(progress_callback)
     async with content_lock() if content_lock is not None else contextlib.nullcontext():
         run, stored_format = await _scan_and_store(
-            root, name, pool, report, force_reindex, max_file_size, max_repo_bytes, paths, static_tier
-        )
+            root, name, pool, report, force_reindex, max_file_size, max_repo_bytes, paths, static_tier,
+            bulk_load_chunks,
+        )  # fmt: skip
     result = run.result
     repo_id = result.repository_id
     result.searchable_seconds = time.monotonic() - started
     run.searchable_at = time.time()
+    await run.read_coverage(force=True)  # sets semantic_at when every chunk has its static vector
+    await _ensure_static_index(run)
 
     if embedder is not None:
         # Said at once, not after the cache lookup (minutes for a big change: every cache hit is an
@@ -207,6 +213,7 @@ async def _scan_and_store(
     max_repo_bytes: int | None,
     paths: Sequence[str] | None,
     static_tier: bool,
+    bulk_load_chunks: int,
 ) -> tuple[_Run, int]:
     await report(Progress(1, f"Scanning {root}", "scanning"))
     scope = PathScope(paths) if paths is not None else None
@@ -240,9 +247,17 @@ async def _scan_and_store(
         jobs.append(PrepareJob(f, None if (k is None or rechunk or k.is_deleted) else k.content_hash))
     result.files_to_index = len(jobs)
     run.work.unembedded_before = (await run.read_coverage(force=True)).unembedded
-    run.work.start_store(sum(j.file.size for j in jobs))
+    job_bytes = sum(j.file.size for j in jobs)
+    run.work.start_store(job_bytes)
     await run(f"Scanned {len(scan.files)} files: {len(jobs)} to index", "scanning")
 
+    if static_tier:
+        async with pool.acquire() as conn:
+            expected = int(job_bytes / CHUNK_BYTES_GUESS)
+            existing = await static_index.table_chunks(conn)
+            if static_index.worth_dropping(expected, existing, bulk_load_chunks):
+                await static_index.drop(conn)  # built once after the load, far faster than row by row
+                run.work.expect_index(existing + expected)
     await _prepare_and_store(jobs, run, known, max_file_size, static_tier)
 
     present = {f.rel_path for f in scan.files}
@@ -256,6 +271,20 @@ async def _scan_and_store(
             await store.analyze_chunks(conn)
     run.work.finish_store()
     return run, stored_format
+
+
+async def _ensure_static_index(run: _Run) -> None:
+    """Build the static vector index if it is missing (dropped for this load, or by a run that
+    never finished); static search is an exact scan until then, correct but slower."""
+    async with run.pool.acquire() as conn:
+        if await static_index.state(conn) in ("valid", "building"):
+            return
+        rows = await static_index.table_chunks(conn)
+        run.work.start_index(rows)
+        await run(f"Searchable; building the static vector index over {rows} chunks", "vector_index")
+        await static_index.build(conn)
+    run.work.finish_index()
+    await run("Static vector index built", "vector_index")
 
 
 def summary(result: IndexResult) -> str:

@@ -1,7 +1,8 @@
 """Honest progress for one indexing run: percentages weighted by the expected work, an ETA, and
 per-tier coverage.
 
-A run stores files (full text and static vectors, in proportion to their bytes) and then fills in
+A run stores files (full text and static vectors, in proportion to their bytes), builds the static
+vector index when a bulk load dropped it (in proportion to the table's chunks), and then fills in
 transformer vectors (in proportion to chunks). Each phase's remaining work is turned into seconds
 with the rate measured so far in this run (a prior guess until there is one), so the percentage is
 the share of the expected time already spent and the ETA is the expected time left. The reporter
@@ -21,11 +22,13 @@ from typing import Literal
 
 log = logging.getLogger(__name__)
 
-Phase = Literal["scanning", "storing", "embedding", "finalizing", "done"]
+# vector_index: the static tier's HNSW index is being built after a bulk load (search works meanwhile)
+Phase = Literal["scanning", "storing", "vector_index", "embedding", "finalizing", "done"]
 
 STORE_BYTES_PER_SECOND_GUESS = 1_500_000.0
 EMBED_CHUNKS_PER_SECOND_GUESS = 100.0
 CHUNK_BYTES_GUESS = 600.0  # bytes of source per chunk, until measured
+INDEX_ROWS_PER_SECOND_GUESS = 2_500.0  # static HNSW build on 2 cores (bench/index_bench.py)
 OVERHEAD_SECONDS = 1.0  # scan and finalize
 
 
@@ -65,6 +68,9 @@ class WorkModel:
         self.embed_done = 0
         self.embed_started: float | None = None
         self.unembedded_before = 0  # chunks already waiting for a transformer vector
+        self.index_rows = 0  # rows the static vector index will be built over (0: no build expected)
+        self.index_started: float | None = None
+        self.index_finished = False
 
     def start_store(self, total_bytes: int) -> None:
         self.store_bytes_total = total_bytes
@@ -76,6 +82,26 @@ class WorkModel:
 
     def finish_store(self) -> None:
         self.store_finished = self.clock()
+
+    def expect_index(self, rows: int) -> None:
+        """A build of the static vector index over about `rows` rows lies ahead."""
+        self.index_rows = rows
+
+    def start_index(self, rows: int) -> None:
+        self.index_rows = rows
+        self.index_started = self.clock()
+
+    def finish_index(self) -> None:
+        self.index_finished = True
+
+    def _index_left(self) -> float:
+        if self.index_finished or not self.index_rows:
+            return 0.0
+        expected = self.index_rows / INDEX_ROWS_PER_SECOND_GUESS
+        if self.index_started is None:
+            return expected
+        # No progress inside one CREATE INDEX: count down, never quite to zero.
+        return max(expected - (self.clock() - self.index_started), 0.1 * expected)
 
     def start_embed(self, total: int) -> None:
         self.embed_total = total
@@ -110,7 +136,8 @@ class WorkModel:
         store_left = (
             0.0 if self.store_finished else (self.store_bytes_total - self.store_bytes_done) / self._store_rate()
         )
-        return max(store_left, 0.0) + self._embed_left() / self._embed_rate() + OVERHEAD_SECONDS
+        embed_left = self._embed_left() / self._embed_rate()
+        return max(store_left, 0.0) + self._index_left() + embed_left + OVERHEAD_SECONDS
 
     def percentage(self) -> int:
         spent = self.clock() - self.started

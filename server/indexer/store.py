@@ -12,7 +12,7 @@ import numpy.typing as npt
 from pgvector import Vector
 
 from server.db.cluster import Conn
-from server.indexer.roles import Role
+from server.indexer.types import FileRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,36 +22,6 @@ class KnownFile:
     size: int
     mtime_ns: int
     is_deleted: bool
-
-
-@dataclass(frozen=True, slots=True)
-class FileRecord:
-    """One file's new state plus its chunks, written atomically."""
-
-    rel_path: str
-    content_hash: str
-    size: int
-    mtime_ns: int
-    language: str | None
-    line_count: int
-    role: Role
-    chunks: list[ChunkRow]
-
-
-@dataclass(frozen=True, slots=True)
-class ChunkRow:
-    start_line: int
-    end_line: int
-    symbol: str | None
-    kind: str
-    language: str
-    content: str
-    content_hash: str  # sha256 of `content`
-    role: Role
-    tsv: bytes  # binary tsvector (server/indexer/fulltext.py)
-    embed_hash: str  # sha256 of the text the transformer embeds
-    embed_priority: int  # transformer queue order, lower first
-    static_embedding: npt.NDArray[np.float32] | None = None
 
 
 _CHUNK_COLUMNS = (

@@ -1,10 +1,17 @@
-"""Plain data passed between scanner, chunker, embedder and store."""
+"""Plain data passed between scanner, chunker, embedder and store.
+
+Imported by chunking workers: keep it free of the database and model libraries."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from server.indexer.roles import Role
 
 # Every kind of chunk the chunker emits: definitions (as named per grammar in
 # server/indexer/chunking/grammars.py), then code between definitions, document sections and
@@ -51,3 +58,33 @@ class Chunk:
     language: str  # language of the file ("text" for unknown)
     kind: ChunkKind
     symbol: str | None = None  # qualified name where there is one, e.g. "Parser.parse"
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """One file's new state plus its chunks, written atomically."""
+
+    rel_path: str
+    content_hash: str
+    size: int
+    mtime_ns: int
+    language: str | None
+    line_count: int
+    role: Role
+    chunks: list[ChunkRow]
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRow:
+    start_line: int
+    end_line: int
+    symbol: str | None
+    kind: str
+    language: str
+    content: str
+    content_hash: str  # sha256 of `content`
+    role: Role
+    tsv: bytes  # binary tsvector (server/indexer/fulltext.py)
+    embed_hash: str  # sha256 of the text the transformer embeds
+    embed_priority: int  # transformer queue order, lower first
+    static_embedding: npt.NDArray[np.float32] | None = None

@@ -216,7 +216,11 @@ class IndexingJobProgress(BaseModel):
     )
     paths_total: int = Field(default=0, ge=0, description="How many paths the refresh covers (0: not a list).")
     phase: str | None = Field(
-        default=None, description="Current phase: 'scanning', 'storing', 'embedding', 'finalizing' or 'done'."
+        default=None,
+        description=(
+            "Current phase: 'scanning', 'storing', 'vector_index' (the static vector index is being built "
+            "after a bulk load; search works meanwhile), 'embedding', 'finalizing' or 'done'."
+        ),
     )
     static_coverage: float = Field(
         default=0.0, ge=0.0, le=1.0, description="Share of the repository's chunks with a static-tier vector."

@@ -179,7 +179,7 @@ async def test_progress_milestones_are_monotonic_and_survive_a_failing_callback(
     assert pcts == sorted(pcts) and pcts[-1] == 100 and all(p < 100 for p in pcts[:-1])
     phases = [p.phase for p in seen]
     assert phases[0] == "scanning" and phases[-1] == "done"
-    order = ["scanning", "storing", "embedding", "finalizing", "done"]
+    order = ["scanning", "storing", "vector_index", "embedding", "finalizing", "done"]
     assert [order.index(p) for p in phases] == sorted(order.index(p) for p in phases)  # phases never go back
     scanned = next(p for p in seen if p.phase == "scanning" and p.files_scanned)
     assert scanned.files_scanned == 41 and scanned.files_to_index == 41

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.indexer.progress import OVERHEAD_SECONDS, Progress, Reporter, WorkModel
+from server.indexer.progress import INDEX_ROWS_PER_SECOND_GUESS, OVERHEAD_SECONDS, Progress, Reporter, WorkModel
 
 
 class Clock:
@@ -43,6 +43,24 @@ def test_a_run_with_little_to_store_is_mostly_embedding() -> None:
     work.start_embed(10_000)
     clock.now = 1.0
     assert work.percentage() < 2  # not "50 % because chunking is done"
+
+
+def test_an_index_build_ahead_counts_in_the_eta_until_it_is_done() -> None:
+    clock = Clock()
+    work = WorkModel(clock)
+    work.start_store(0)
+    work.finish_store()
+    without = work.seconds_left()
+    build = 50_000 / INDEX_ROWS_PER_SECOND_GUESS
+    work.expect_index(50_000)  # the load dropped the static vector index
+    assert work.seconds_left() == pytest.approx(without + build)
+    work.start_index(50_000)
+    clock.now = build / 2
+    assert work.seconds_left() == pytest.approx(without + build / 2)
+    clock.now = build * 3  # slower than guessed: still some time left, not none
+    assert work.seconds_left() == pytest.approx(without + build * 0.1)
+    work.finish_index()
+    assert work.seconds_left() == pytest.approx(without)
 
 
 async def test_reporter_is_monotonic_below_100_until_done() -> None:
