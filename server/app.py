@@ -264,6 +264,8 @@ class App:
             )
         finally:
             await _close_quietly(lock)
+        if self.watcher is not None:  # a repository new to the project is watched at once
+            self.watcher.kick(project.database_name)
         try:
             await asyncio.to_thread(confirm_root, repo_path, allowed_roots=roots)
         except RepoPathError as exc:

@@ -90,6 +90,12 @@ class Settings(BaseSettings):
     watch_max_batch_ms: int = Field(default=2000, ge=10, le=600_000)
     watch_mass_change_files: int = Field(default=200, ge=1)
     watch_lease_retry_seconds: float = Field(default=5.0, gt=0)
+    watch_rescan_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How often each project's repository list is read again for repositories indexed by other "
+        "processes (runs in this process are seen at once); each read is one short-lived connection.",
+    )
     watch_root_check_seconds: float = Field(default=2.0, gt=0)
 
     # --- HTTP ---

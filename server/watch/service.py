@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +87,9 @@ class WatchService:
         self.leases = Leases(cluster.registry_dsn, cluster.budget.connect)  # connected while holding any
         self._supervisor: asyncio.Task[None] | None = None
         self._kick = asyncio.Event()
+        # database -> (when listed, its repositories): a pool per project polled every tick would never
+        # idle out, so lists are re-read every WATCH_RESCAN_SECONDS on a short-lived connection, or on a kick
+        self._listed: dict[str, tuple[float, list[WatchedRepository]]] = {}
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -101,8 +105,12 @@ class WatchService:
             await self._unwatch(key)
         await self.leases.close()
 
-    def kick(self) -> None:
-        """Look for new repositories (and free leases) now rather than at the next tick."""
+    def kick(self, database: str | None = None) -> None:
+        """Look for new repositories (of `database`, or of every project) and free leases now."""
+        if database is None:
+            self._listed.clear()
+        else:
+            self._listed.pop(database, None)
         self._kick.set()
 
     async def _supervise(self) -> None:
@@ -126,6 +134,8 @@ class WatchService:
         present = {p.database_name for p in projects}
         for key in [k for k in self.watched if k[0] not in present]:  # a removed project
             await self._unwatch(key)
+        for db in [db for db in self._listed if db not in present]:
+            del self._listed[db]
         for project in projects:
             try:
                 await self._tick(project)
@@ -138,8 +148,12 @@ class WatchService:
 
     async def _tick(self, project: Project) -> None:
         db = project.database_name
-        pool = await self.cluster.pool(db)
-        repositories = await list_repositories(pool)
+        listed = self._listed.get(db)
+        if listed is None or time.monotonic() - listed[0] >= self.settings.watch_rescan_seconds:
+            async with self.cluster.probe(db) as conn:
+                listed = (time.monotonic(), await list_repositories(conn))
+            self._listed[db] = listed
+        repositories = listed[1]
         wanted = {r.root_path: r for r in repositories if self.roots is None or r.root_path in self.roots}
         for (key_db, root), w in list(self.watched.items()):
             if key_db == db and root not in wanted:  # repository removed from the project
