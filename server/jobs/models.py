@@ -222,6 +222,11 @@ class IndexingJobProgress(BaseModel):
             "after a bulk load; search works meanwhile), 'embedding', 'finalizing' or 'done'."
         ),
     )
+    origin: str = Field(
+        default="worker",
+        description="Who runs the job: 'worker' (queued, run by any worker process), 'cli' (`codebase-mcp index`, "
+        "in its own process) or 'tool' (the index_repository tool, within the call).",
+    )
     static_coverage: float = Field(
         default=0.0, ge=0.0, le=1.0, description="Share of the repository's chunks with a static-tier vector."
     )
@@ -284,6 +289,7 @@ class IndexingJobProgress(BaseModel):
             paths=paths[:SHOWN_PATHS] if paths is not None else None,
             paths_total=len(paths) if paths is not None else 0,
             phase=phase if isinstance(phase, str) else None,
+            origin=origin if isinstance(origin := meta.get("origin"), str) else "worker",
             static_coverage=_number(meta, "static_coverage", 0.0),
             transformer_coverage=_number(meta, "transformer_coverage", 0.0),
             eta_seconds=_number(meta, "eta_seconds", None),
