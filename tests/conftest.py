@@ -231,9 +231,9 @@ async def app(settings: Settings, app_embedder: Embedder) -> AsyncIterator[App]:
 
 
 @pytest.fixture
-async def quiet_app(settings: Settings, local_embedder: Embedder) -> AsyncIterator[App]:
+async def quiet_app(settings: Settings, app_embedder: Embedder) -> AsyncIterator[App]:
     """An App without workers: the test moves the jobs itself."""
-    application = App(settings, embedder=local_embedder)
+    application = App(settings, embedder=app_embedder)
     await application.start(workers=False)
     yield application
     await application.close()

@@ -12,13 +12,18 @@ from pathlib import Path
 import pytest
 
 from server.app import App
+from server.embeddings import Embedder
 from server.jobs import queries
 from server.jobs.inline import RepositoryBusyError, RunCancelledError
 from server.jobs.models import IndexingJobCreate, IndexingJobProgress
 from server.jobs.watch import JobChange, JobWatch
+from tests.fakes import FakeEmbedder
 from tests.repos import make_python_repo
 
-pytestmark = pytest.mark.integration
+
+@pytest.fixture
+def app_embedder(fake_embedder: FakeEmbedder) -> Embedder:
+    return fake_embedder  # the subject is jobs, not embedding
 
 
 async def _changes_until(watch: JobWatch, done: str, within: float = 120) -> list[JobChange]:
@@ -48,14 +53,18 @@ async def test_a_cli_run_shows_up_as_a_job_from_start_to_end(app: App, tmp_path:
     assert phases[-1] == "done" and len(set(phases)) >= 3, phases  # (a burst may coalesce into one change)
 
 
-async def test_cancelling_an_in_process_run_stops_it(quiet_app: App, tmp_path: Path) -> None:
+async def test_cancelling_an_in_process_run_stops_it(
+    quiet_app: App, fake_embedder: FakeEmbedder, tmp_path: Path
+) -> None:
     project = await quiet_app.registry.get_or_create(f"i-{uuid.uuid4().hex[:10]}")
     pool = await quiet_app.pool(project)
-    repo = make_python_repo(tmp_path / "big", 400)
+    repo = make_python_repo(tmp_path / "repo", 5)
+    fake_embedder.pause()  # the run waits in its embedding phase until cancelled
     async with await quiet_app.hub.watch_project(project) as watch:
         run = asyncio.create_task(quiet_app.index_recorded(project, repo, origin="tool"))
         started = await asyncio.wait_for(watch.get(), 60)
         assert started.row.status == "running" and started.view.origin == "tool"
+        await asyncio.wait_for(fake_embedder.blocked.wait(), 60)
         assert await queries.request_cancel(pool, started.row.id) is not None
         with pytest.raises(RunCancelledError, match="cancelled"):
             await asyncio.wait_for(run, 30)

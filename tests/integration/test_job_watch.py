@@ -12,15 +12,20 @@ import pytest
 
 from server.app import App
 from server.db.registry import Project
+from server.embeddings import Embedder
 from server.indexer.progress import Progress
 from server.jobs import queries
 from server.jobs.errors import JobNotFoundError
 from server.jobs.models import IndexingJobCreate, JobRow
 from server.jobs.watch import JobChange, JobWatch, follow_job
-
-pytestmark = pytest.mark.integration
+from tests.fakes import FakeEmbedder
 
 WORKER = "test-host:1:watch"
+
+
+@pytest.fixture
+def app_embedder(fake_embedder: FakeEmbedder) -> Embedder:
+    return fake_embedder  # the subject is jobs, not embedding
 
 
 async def _project(app: App) -> tuple[Project, asyncpg.Pool]:
