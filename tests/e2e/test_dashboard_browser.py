@@ -19,6 +19,11 @@ from tests.repos import make_python_repo
 __all__ = ["chrome"]  # the fixture, for pytest
 
 
+def status_is(status: str) -> str:
+    """JS: does the card of job `arguments[0]` show `status`?"""
+    return f"const el = document.getElementById('job-' + arguments[0]); return !!el && el.dataset.status == '{status}';"
+
+
 def conn_is(state: str) -> str:
     """JS: is the connection indicator in `state` (connecting, live, reconnecting)?"""
     return f"const c = document.getElementById('conn'); return !!c && c.dataset.state === '{state}';"
@@ -70,10 +75,7 @@ async def test_jobs_appear_live_advance_and_cancel_from_the_page(
         chrome.shot("running")
 
         chrome.find(f"#job-{job.job_id} .cancel").click()
-        await chrome.until(
-            "const el = document.getElementById('job-' + arguments[0]); return el && el.dataset.status === 'cancelled';",
-            job.job_id, what="cancelled on the page",
-        )  # fmt: skip
+        await chrome.until(status_is("cancelled"), job.job_id, what="cancelled on the page")
         status = await client.call_tool("get_indexing_status", {"job_id": job.job_id})
         assert status.structured_content is not None and status.structured_content["status"] == "cancelled"
         assert chrome.js("return document.querySelector('#job-' + arguments[0] + ' .cancel').hidden;", job.job_id)
@@ -95,10 +97,7 @@ async def test_start_form_queues_a_job_and_search_shows_highlighted_results(
         what="queued",
     )
     job_id = note.split("Queued job ")[1].split()[0]
-    await chrome.until(
-        "const el = document.getElementById('job-' + arguments[0]); return el && el.dataset.status === 'completed';",
-        job_id, within=180, what="completed",
-    )  # fmt: skip
+    await chrome.until(status_is("completed"), job_id, within=180, what="completed")
     chrome.shot("completed")
 
     # search within the project: pick it (the list learnt it when the job was queued)
@@ -143,7 +142,8 @@ async def test_the_page_reconnects_after_a_server_restart_and_shows_cli_runs(
     project = f"e2e-{uuid.uuid4().hex[:8]}"
     cli = processes.spawn("index", str(repo), "--project", project)
     card = await chrome.until(
-        "const el = [...document.querySelectorAll('.job')].find(e => e.querySelector('.path').textContent === arguments[0]);"
+        "const el = [...document.querySelectorAll('.job')]"
+        "  .find(e => e.querySelector('.path').textContent === arguments[0]);"
         "return el && el.dataset.status === 'completed' && el.id;",
         str(repo), within=180, what="the CLI run, completed",
     )  # fmt: skip
