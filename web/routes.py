@@ -44,7 +44,7 @@ def web_routes(app: App, verifier: StaticTokenVerifier) -> list[BaseRoute]:
     api = [
         Route("/session", session_endpoint(verifier), methods=["POST", "DELETE"]),
         *(Route(path, handler, methods=methods) for path, (handler, methods) in api_routes(app).items()),
-        *(Route(path, handler) for path, handler in stream_routes(app).items()),
+        *(Route(path, endpoint, methods=["GET"]) for path, endpoint in stream_routes(app).items()),
     ]
     return [
         Route("/web/", page),

@@ -14,20 +14,20 @@ Frames are encoded once per change and event kind and shared by every stream tha
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from sse_starlette import EventSourceResponse
-from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from server.app import App
 from server.db.registry import Project
 from server.errors import UserError
 from server.jobs.models import parse_job_id
-from server.jobs.watch import Cursor, JobChange, JobWatch, follow_job
+from server.jobs.watch import Cursor, JobChange, JobWatch
 from web.errors import bad_request, not_found
+from web.sse import EventStream, Writer
 
 PING_SECONDS = 15
 RETRY_MILLISECONDS = 1000  # how soon a browser reconnects after the stream broke
@@ -48,13 +48,21 @@ def change_frame(change: JobChange, event: str, event_id: str) -> bytes:
     return cached
 
 
-def sse(stream: AsyncIterator[bytes], watch: JobWatch) -> EventSourceResponse:
-    """The response; the watch is closed however it ends (the background task runs even when the
-    stream never started, e.g. for HEAD)."""
-    return EventSourceResponse(
-        _closing(stream, watch), ping=PING_SECONDS, headers={"X-Accel-Buffering": "no"},
-        background=BackgroundTask(watch.close),
-    )  # fmt: skip
+def sse(watch: JobWatch, start: Callable[[Writer], None]) -> EventStream:
+    """The stream; the watch is closed however it ends."""
+    return EventStream(start, on_close=watch.close, ping_seconds=PING_SECONDS)
+
+
+class _Endpoint:
+    """A raw ASGI endpoint (no per-message `send` wrappers of Starlette's request/response layer:
+    with a thousand streams every wrapper costs)."""
+
+    def __init__(self, handler: Callable[[Request], Awaitable[Response | EventStream]]) -> None:
+        self.handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.handler(Request(scope, receive))
+        await response(scope, receive, send)
 
 
 async def _project(app: App, request: Request) -> Project | Response:
@@ -65,10 +73,10 @@ async def _project(app: App, request: Request) -> Project | Response:
     return project if project is not None else not_found("unknown project")
 
 
-def stream_routes(app: App) -> dict[str, Callable[[Request], Awaitable[Response]]]:
-    """Handlers by path (relative to /web/api)."""
+def stream_routes(app: App) -> dict[str, _Endpoint]:
+    """ASGI endpoints by path (relative to /web/api)."""
 
-    async def job_events(request: Request) -> Response:
+    async def job_events(request: Request) -> Response | EventStream:
         project = await _project(app, request)
         if isinstance(project, Response):
             return project
@@ -83,64 +91,55 @@ def stream_routes(app: App) -> dict[str, Callable[[Request], Awaitable[Response]
         except UserError as exc:
             return not_found(str(exc))
 
-        async def subscribed() -> JobWatch:
-            return watch
+        def start(out: Writer) -> None:
+            def send(change: JobChange) -> None:
+                row, version = change.row, str(change.row.version)
+                if row.version > after:
+                    out.push("job", change_frame(change, "job", version))
+                    if row.is_terminal:
+                        out.push("end", change_frame(change, "end", version))
+                if row.is_terminal:
+                    out.finish()
 
-        async def stream() -> AsyncIterator[bytes]:
-            async for change in follow_job(subscribed, after_version=after):
-                version = str(change.row.version)
-                yield change_frame(change, "job", version)
-                if change.row.is_terminal:
-                    yield change_frame(change, "end", version)
+            watch.push_to(send, on_end=out.finish)  # the server stops: the browser reconnects
 
-        return sse(stream(), watch)
+        return sse(watch, start)
 
-    async def project_events(request: Request) -> Response:
+    async def project_events(request: Request) -> Response | EventStream:
         project = await _project(app, request)
         if isinstance(project, Response):
             return project
         cursor = Cursor.parse(request.headers.get("last-event-id"))
         watch = await app.hub.watch_project(project, cursor=cursor)
-        return sse(_wide(watch, resumed=cursor is not None), watch)
+        return sse(watch, _wide(watch, resumed=cursor is not None))
 
-    async def all_events(request: Request) -> Response:
+    async def all_events(request: Request) -> Response | EventStream:
         cursor = Cursor.parse(request.headers.get("last-event-id"))
         watch = await app.hub.watch_all(cursor=cursor)
-        return sse(_wide(watch, resumed=cursor is not None), watch)
+        return sse(watch, _wide(watch, resumed=cursor is not None))
 
     return {
-        "/projects/{project}/jobs/{job_id}/events": job_events,
-        "/projects/{project}/events": project_events,
-        "/events": all_events,
+        "/projects/{project}/jobs/{job_id}/events": _Endpoint(job_events),
+        "/projects/{project}/events": _Endpoint(project_events),
+        "/events": _Endpoint(all_events),
     }
 
 
-async def _wide(watch: JobWatch, *, resumed: bool) -> AsyncIterator[bytes]:
+def _wide(watch: JobWatch, *, resumed: bool) -> Callable[[Writer], None]:
     """A project (or all-projects) stream: the current state, `ready`, then every change."""
     cursor = watch.cursor
 
-    def encoded(change: JobChange) -> bytes:
-        nonlocal cursor
-        cursor = _later(cursor, change.row.updated_at)
-        return change_frame(change, "job", str(Cursor.of(cursor)))
+    def start(out: Writer) -> None:
+        def send(change: JobChange) -> None:
+            nonlocal cursor
+            cursor = _later(cursor, change.row.updated_at)
+            out.push(change.row.id, change_frame(change, "job", str(Cursor.of(cursor))))
 
-    count = 0
-    while (change := watch.get_nowait()) is not None:
-        count += 1
-        yield encoded(change)
-    yield frame("ready", json.dumps({"resumed": resumed, "jobs": count}))
-    async for change in watch:
-        yield encoded(change)
+        count = watch.push_to(send, on_end=out.finish)
+        out.push("ready", frame("ready", json.dumps({"resumed": resumed, "jobs": count})))
+
+    return start
 
 
 def _later(a: datetime | None, b: datetime) -> datetime:
     return b if a is None or b > a else a
-
-
-async def _closing(stream: AsyncIterator[bytes], watch: JobWatch) -> AsyncIterator[bytes]:
-    """`stream`, and the watch closed however it ends (client gone, server stopping)."""
-    try:
-        async for chunk in stream:
-            yield chunk
-    finally:
-        await watch.close()

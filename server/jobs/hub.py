@@ -221,7 +221,7 @@ class JobHub:
         async with self._lock:
             watches = [w for f in self._feeds.values() for g in (*f.jobs.values(), f.projects) for w in g]
             for watch in [*watches, *self.all_watches]:
-                watch.queue.close()
+                watch.end()
             self.all_watches.clear()
             for feed in list(self._feeds.values()):
                 await feed.close()

@@ -12,6 +12,8 @@ again after every resync.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 import uuid
 from collections import deque
@@ -27,6 +29,8 @@ from server.jobs.errors import JobNotFoundError
 from server.jobs.models import IndexingJobProgress, JobRow
 
 __all__ = ["Cursor", "JobChange", "JobWatch", "Scope", "follow_job"]
+
+log = logging.getLogger(__name__)
 
 # A resumed or re-read project stream goes this far back before its cursor: a transaction that
 # stamped `updated_at` earlier may commit after one stamped later (clients drop versions they have).
@@ -110,6 +114,9 @@ class JobWatch:
         self.cursor = cursor
         self.refreshes = 0
         self._closed = False
+        self._push: Callable[[JobChange], None] | None = None
+        self._on_end: Callable[[], None] | None = None
+        self._refreshing: asyncio.Future[list[JobChange]] | None = None
 
     @property
     def closed(self) -> bool:
@@ -117,14 +124,44 @@ class JobWatch:
 
     def offer(self, change: JobChange, event: Event) -> None:
         """Queue a change (synchronous, never blocks; called by the hub's fan-out)."""
-        if self._seen.get(change.row.id, -1) < change.row.version:
+        if self._seen.get(change.row.id, -1) >= change.row.version:
+            return
+        if self._push is None:
             self.queue.put(event, change.row.id)
+        elif (fresh := self._hand_out(change)) is not None:
+            self._deliver(fresh)
+
+    def push_to(self, receiver: Callable[[JobChange], None], *, on_end: Callable[[], None] | None = None) -> int:
+        """From now on hand each change to `receiver` at once, from the hub's fan-out, instead of
+        queueing it (no task wakes per change: for streams that write to a socket right away; the
+        receiver must not block, and bounds and coalesces on its own). What is already queued goes
+        first; returns how many changes that was. `on_end` runs if the hub shuts down (what ends
+        an iterating watch with `SubscriptionClosed`)."""
+        drained = 0
+        self._push = receiver
+        self._on_end = on_end
+        while (change := self.get_nowait()) is not None:
+            drained += 1
+            self._deliver(change)
+        if self.queue.get_nowait() is not None:  # a resync was queued: re-read, then push
+            self._refreshing = asyncio.ensure_future(self.refresh())
+        return drained
+
+    def _deliver(self, change: JobChange) -> None:
+        assert self._push is not None
+        try:
+            self._push(change)
+        except Exception:  # a receiver's bug must not stop the feed that calls us
+            log.exception("a job watch receiver failed")
 
     async def refresh(self) -> list[JobChange]:
         """Re-read the scope from the table; what it finds comes out next (older versions skipped)."""
         self.refreshes += 1
         changes = await self._refresh(self, Cursor.resume_from(self.cursor))
         self._backlog.extend(changes)
+        if self._push is not None:
+            while (change := self._from_backlog()) is not None:
+                self._deliver(change)
         return changes
 
     def pending(self) -> int:
@@ -176,12 +213,25 @@ class JobWatch:
             self.cursor = row.updated_at
         return change
 
+    def end(self) -> None:
+        """The hub is shutting down: no more changes (an iterating watch stops, a pushing one is told)."""
+        self.queue.close()
+        on_end, self._on_end, self._push = self._on_end, None, None
+        if on_end is not None:
+            try:
+                on_end()
+            except Exception:
+                log.exception("a job watch's end callback failed")
+
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         self.queue.close()
         self._backlog.clear()
+        self._push = self._on_end = None
+        if self._refreshing is not None:
+            self._refreshing.cancel()
         await self._detach(self)
 
     def __aiter__(self) -> JobWatch:

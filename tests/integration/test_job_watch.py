@@ -183,3 +183,30 @@ async def test_follow_job_ends_with_the_final_state_and_refuses_unknown_jobs(qui
     with pytest.raises(JobNotFoundError, match="no longer exists"):
         await hub.watch_job(project, uuid.uuid4())
     assert hub.feeds() == []
+
+
+async def test_a_pushing_watch_gets_what_was_queued_then_each_change_and_is_told_when_the_hub_stops(
+    quiet_app: App, tmp_path: Path
+) -> None:
+    hub = quiet_app.hub
+    project, pool = await _project(quiet_app)
+    job = await _job(pool, project, tmp_path)
+    watch = await hub.watch_project(project)
+    got: list[tuple[uuid.UUID, int]] = []
+    ended: list[bool] = []
+    assert watch.push_to(lambda c: got.append((c.row.id, c.row.version)), on_end=lambda: ended.append(True)) == 1
+    assert got == [(job.id, job.version)]  # the state read when subscribed, handed over at once
+
+    running = await _run(pool)
+    await _progress(pool, job.id, 30)
+    deadline = time.monotonic() + 5
+    while not got or got[-1][1] <= running.version:
+        assert time.monotonic() < deadline, got
+        await asyncio.sleep(0.02)
+    versions = [v for _, v in got]
+    assert versions == sorted(set(versions))  # in order, none twice
+    assert watch.pending() == 0  # nothing queued: changes were pushed
+
+    await hub.close()
+    assert ended == [True] and watch.closed is False
+    await watch.close()
