@@ -31,8 +31,7 @@ def conn_is(state: str) -> str:
 
 def page_url(server: HttpServer, project: str = "") -> str:
     query = f"?project={project}" if project else ""
-    token = getattr(server, "token", None)  # the HTTP bearer token, when the server has one
-    return f"{server.base_url}/web/{query}" + (f"#token={token}" if token else "")
+    return f"{server.base_url}/web/{query}#token={server.token}"  # the page trades it for a session cookie
 
 
 async def open_page(page: Page, server: HttpServer, project: str = "") -> None:
@@ -98,6 +97,12 @@ async def test_start_form_queues_a_job_and_search_shows_highlighted_results(
     )
     job_id = note.split("Queued job ")[1].split()[0]
     await chrome.until(status_is("completed"), job_id, within=180, what="completed")
+    tiers = chrome.js(
+        "const el = document.getElementById('job-' + arguments[0]);"
+        "return [el.querySelector('.static-pct').textContent, el.querySelector('.transformer-pct').textContent];",
+        job_id,
+    )
+    assert tiers == ["100%", "100%"], tiers  # per-tier coverage from the job's progress
     chrome.shot("completed")
 
     # search within the project: pick it (the list learnt it when the job was queued)
