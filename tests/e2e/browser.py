@@ -8,9 +8,11 @@ from a machine with only Python); elsewhere it says what to install. Screenshots
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,12 +48,26 @@ def screenshot_dir() -> Path:
     return folder
 
 
+def _installed() -> bool:
+    return Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()
+
+
 def ensure_chromium() -> None:
-    """Debian's chromium and chromium-driver, installed now if missing (as CI does, as root)."""
-    if Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists():
+    """Debian's chromium and chromium-driver, installed now if missing (as CI does, as root).
+
+    Test workers run in parallel: one installs while the others wait on a lock file, then see it done.
+    """
+    if _installed():
         return
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         pytest.fail(f"{CHROMIUM} and {CHROMEDRIVER} are needed: sudo apt-get install -y chromium chromium-driver")
+    with open(Path(tempfile.gettempdir()) / "codebase-mcp-chromium-install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _installed():
+            _apt_install()
+
+
+def _apt_install() -> None:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"]):
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
