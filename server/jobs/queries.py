@@ -21,8 +21,8 @@ from typing import Any
 import asyncpg
 
 from server.indexer.progress import Progress
+from server.jobs.channels import HINT_CHANNEL
 from server.jobs.models import JOB_COLUMNS, IndexingJobCreate, JobKind, JobRow
-from server.jobs.slots import HINT_CHANNEL
 
 Executor = asyncpg.Pool | asyncpg.Connection
 COLUMNS = ", ".join(JOB_COLUMNS)  # JobRow's field names, never user input

@@ -29,10 +29,10 @@ from server.db.budget import ConnectionLimitError
 from server.db.cluster import Cluster, database_of
 from server.db.registry import Project, Registry
 from server.jobs import queries, refresh
-from server.jobs.channels import JOBS_CHANNEL, PROJECTS_CHANNEL
+from server.jobs.channels import HINT_CHANNEL, JOBS_CHANNEL, PROJECTS_CHANNEL
 from server.jobs.models import JobRow
 from server.jobs.running import JobRun, RunJob, Running, ThrottledProgress, heartbeat, run_guarded, watch_cancel
-from server.jobs.slots import HINT_CHANNEL, REFRESH_SLOTS, GlobalSlots, Lane, Slot
+from server.jobs.slots import REFRESH_SLOTS, GlobalSlots, Lane, Slot
 from server.lifeline import pid_alive
 from server.settings import Settings
 
