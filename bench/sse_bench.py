@@ -1,14 +1,18 @@
 """SSE fan-out: many concurrent browser streams on one job, and `get_indexing_status` latency.
 
 Method. A `codebase-mcp serve --transport http --no-workers` child process on loopback, on the
-embedded PostgreSQL of CODEBASE_MCP_DATA_DIR (or DATABASE_URL). One job is queued through the
-page's API and set running by this script. `--clients` raw-socket SSE clients (asyncio protocols,
-no HTTP library in the way, connected in batches) follow its stream (`--stream job`: the job's
-own, `project`: the project's). Then `--rounds` progress writes, one at a time: the clock starts
-when the UPDATE has returned (committed) and stops, per client, when that client has received the
-event of the new version. Printed: per-client latency p50/p99/max over all rounds, and per round
-the time until the last client had it ("every client"). The server's RSS is read from /proc before
-the clients connect, with them connected, and after they left (`--settle` seconds later).
+embedded PostgreSQL of CODEBASE_MCP_DATA_DIR (or DATABASE_URL), with a bearer token (the
+streams pass the same auth and Host/Origin middleware as a browser's). Per wave, one job is queued
+through the page's API and set running by this script; `--clients` raw-socket SSE clients (asyncio
+protocols, no HTTP library in the way, connected in batches) follow its stream (`--stream job`:
+the job's own, `project`: the project's). Then `--rounds` progress writes, one at a time: the
+clock starts when the UPDATE has returned (committed) and stops, per client, when that client
+has received the event of the new version; then the final (completed) state, timed the same way.
+Printed per wave: per-client latency p50/p95/p99/max over all rounds, per round the time until
+the last client had it ("every client"), the final state's per-client latency, and the server's
+CPU time per commit. The server's RSS is read from /proc before the first wave, with the clients
+connected, and after they left (`--settle` seconds later); a second wave (`--waves`) tells
+memory kept by the allocator from memory that grows with every wave.
 
 Last, `get_indexing_status` through FastMCP's in-memory client (a server built in this process on
 the same database), `--status-calls` times after a warm-up; p50/p99/max.
@@ -166,28 +170,22 @@ async def fan_out(args: argparse.Namespace, app: App, env: dict[str, str], workd
     port = free_port()
     proc = await start_server(port, env, workdir / "server.log")
     headers = {"Authorization": f"Bearer {env['HTTP_AUTH_TOKEN']}"}
-    try:
+    project = await app.registry.get_or_create(args.project)
+    pool = await app.pool(project)
+
+    async def running_job(http: httpx.AsyncClient) -> tuple[uuid.UUID, str]:
         repo = workdir / f"repo-{uuid.uuid4().hex[:6]}"
         repo.mkdir()
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=30) as http:
-            answer = (
-                await http.post("/web/api/jobs", json={"repo_path": str(repo), "project_id": args.project})
-            ).json()
+        answer = (await http.post("/web/api/jobs", json={"repo_path": str(repo), "project_id": project.id})).json()
         job_id = uuid.UUID(answer["job_id"])
-        project = await app.registry.require(args.project)
-        pool = await app.pool(project)
         await pool.execute("UPDATE indexing_jobs SET status = 'running', started_at = now() WHERE id = $1", job_id)
         path = (f"/web/api/projects/{project.id}/jobs/{job_id}/events" if args.stream == "job"
                 else f"/web/api/projects/{project.id}/events")  # fmt: skip
+        return job_id, path
 
-        warm = Arrivals(1)  # one client first: code paths warm, a baseline that is not a cold start
-        (one,) = await open_clients(port, path, headers, 1, warm)
-        await asyncio.sleep(0.5)
-        assert one.transport is not None
-        one.transport.close()
-        await asyncio.sleep(args.settle)
-        baseline = rss_mib(proc.pid)
-
+    async def wave(http: httpx.AsyncClient) -> dict[str, Any]:
+        """`--clients` streams on a fresh running job, `--rounds` progress commits, the final one, gone."""
+        job_id, path = await running_job(http)
         arrivals = Arrivals(args.clients)
         version = await pool.fetchval("SELECT version FROM indexing_jobs WHERE id = $1", job_id)
         clients = await open_clients(port, path, headers, args.clients, arrivals)
@@ -221,21 +219,32 @@ async def fan_out(args: argparse.Namespace, app: App, env: dict[str, str], workd
         )
         committed = time.monotonic()
         await asyncio.wait_for(arrivals.event(final).wait(), 60)
-        final_every = max(arrivals.times[final]) - committed
+        final_times = [t - committed for t in arrivals.times[final]]
         for c in clients:
             if c.transport is not None:
                 c.transport.close()
         await asyncio.sleep(args.settle)
-        after = rss_mib(proc.pid)
         return {
-            "clients": args.clients, "stream": args.stream, "rounds": args.rounds,
-            "per_client_ms": [1000 * pct(per_client, q) for q in (0.5, 0.99, 1.0)],
-            "every_client_ms": [1000 * pct(every, q) for q in (0.5, 0.99, 1.0)],
-            "final_every_client_ms": 1000 * final_every,
-            "rss_mib": {"baseline": baseline, "connected": connected, "after": after},
-            "kib_per_client": (connected - baseline) * 1024 / args.clients,
+            "per_client_ms": [1000 * pct(per_client, q) for q in (0.5, 0.95, 0.99, 1.0)],
+            "every_client_ms": [1000 * pct(every, q) for q in (0.5, 0.95, 0.99, 1.0)],
+            "final_ms": [1000 * pct(final_times, q) for q in (0.5, 0.95, 0.99, 1.0)],
+            "connected_mib": connected,
+            "after_mib": rss_mib(proc.pid),
             "server_cpu_ms_per_commit": 1000 * cpu / args.rounds,
-        }  # fmt: skip
+        }
+
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=30) as http:
+            _, path = await running_job(http)  # one client first: code paths warm, a baseline that is not cold
+            (one,) = await open_clients(port, path, headers, 1, Arrivals(1))
+            await asyncio.sleep(0.5)
+            assert one.transport is not None
+            one.transport.close()
+            await asyncio.sleep(args.settle)
+            baseline = rss_mib(proc.pid)
+            waves = [await wave(http) for _ in range(args.waves)]
+        return {"clients": args.clients, "stream": args.stream, "rounds": args.rounds, "baseline_mib": baseline,
+                "waves": waves}  # fmt: skip
     finally:
         proc.terminate()
         try:
@@ -284,20 +293,31 @@ async def main(args: argparse.Namespace) -> None:
 
 
 def render(r: dict[str, Any], load: tuple[float, float, float]) -> str:
-    p, e, m = r["per_client_ms"], r["every_client_ms"], r["rss_mib"]
-    return "\n".join([
-        f"SSE fan-out: {r['clients']} clients on one {r['stream']} stream, {r['rounds']} commits "
-        f"(load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f})",
-        f"  commit -> each client   p50 {p[0]:7.1f} ms   p99 {p[1]:7.1f} ms   max {p[2]:7.1f} ms",
-        f"  commit -> every client  p50 {e[0]:7.1f} ms   p99 {e[1]:7.1f} ms   max {e[2]:7.1f} ms",
-        f"  final state -> every client {r['final_every_client_ms']:.1f} ms",
-        f"  server CPU per commit (read, fan-out, {r['clients']} writes): {r['server_cpu_ms_per_commit']:.1f} ms "
-        "(/proc utime+stime: what one free core needs)",
-        f"  server RSS: {m['baseline']:.1f} MiB before, {m['connected']:.1f} MiB with the clients "
-        f"({r['kib_per_client']:.1f} KiB each), {m['after']:.1f} MiB after they left",
+    def q(values: list[float]) -> str:
+        return "   ".join(f"{name} {v:7.1f} ms" for name, v in zip(("p50", "p95", "p99", "max"), values, strict=True))
+
+    lines = [
+        f"SSE fan-out: {r['clients']} clients on one {r['stream']} stream, {r['rounds']} commits per wave "
+        f"(load average at the end {load[0]:.1f} {load[1]:.1f} {load[2]:.1f})",
+        f"  server RSS before the first wave: {r['baseline_mib']:.1f} MiB",
+    ]
+    for i, w in enumerate(r["waves"], 1):
+        lines += [
+            f"  wave {i}",
+            f"    commit -> each client    {q(w['per_client_ms'])}",
+            f"    commit -> every client   {q(w['every_client_ms'])}   (per commit: the last client)",
+            f"    final state -> each client {q(w['final_ms'])}",
+            f"    server CPU per commit (read, fan-out, {r['clients']} writes): {w['server_cpu_ms_per_commit']:.1f} ms"
+            " (/proc utime+stime: what one free core needs)",
+            f"    server RSS {w['connected_mib']:.1f} MiB with the clients "
+            f"({(w['connected_mib'] - r['baseline_mib']) * 1024 / r['clients']:.1f} KiB each above the baseline), "
+            f"{w['after_mib']:.1f} MiB after they left",
+        ]
+    lines.append(
         f"get_indexing_status (in-memory client)  p50 {r['status_ms'][0]:.2f} ms   p99 {r['status_ms'][1]:.2f} ms"
-        f"   max {r['status_ms'][2]:.2f} ms   (the row's SELECT alone: p50 {r['bare_select_ms'][0]:.2f} ms)",
-    ])  # fmt: skip
+        f"   max {r['status_ms'][2]:.2f} ms   (the row's SELECT alone: p50 {r['bare_select_ms'][0]:.2f} ms)"
+    )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
@@ -306,6 +326,7 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--interval", type=float, default=0.2, help="seconds between commits")
     parser.add_argument("--stream", choices=["job", "project"], default="job")
+    parser.add_argument("--waves", type=int, default=2, help="times the clients connect, follow a job and leave")
     parser.add_argument("--settle", type=float, default=3.0, help="seconds before reading RSS")
     parser.add_argument("--status-calls", type=int, default=1000)
     parser.add_argument("--project", default="sse-bench")
