@@ -143,7 +143,10 @@ Start = Callable[[Writer], None]
 class EventStream:
     """The response. `start(writer)` runs once the headers are sent: it hooks the writer up to its
     source (e.g. `JobWatch.push_to`), which calls `writer.push` / `writer.finish` from then on.
-    `on_close` runs however the stream ends (finished, client gone, server stopping)."""
+    `on_close` runs however the stream ends (finished, client gone, server stopping).
+
+    Ending never cancels the stream's task: `stop()` resolves a future the task waits on, so
+    `on_close` (which detaches the watch) always runs to its end."""
 
     def __init__(
         self,
@@ -155,14 +158,14 @@ class EventStream:
         self.start = start
         self.on_close = on_close
         self.ping_seconds = ping_seconds
-        self._task: asyncio.Task[Any] | None = None
+        self._ended: asyncio.Future[None] | None = None
         self._stopped = False
 
     def stop(self) -> None:
         """End the stream now (the client left, the stream is done, or the server stops)."""
-        if not self._stopped and self._task is not None:
-            self._stopped = True
-            self._task.cancel()
+        self._stopped = True
+        if self._ended is not None and not self._ended.done():
+            self._ended.set_result(None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         writer: Writer | None = None
@@ -171,31 +174,37 @@ class EventStream:
             if scope.get("method") == "HEAD":
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 return
-            self._task = asyncio.current_task()
+            self._ended = asyncio.get_running_loop().create_future()
+            if self._stopped:
+                return
             _open.add(self)
             writer = Writer(send, on_broken=self.stop)
             writer.done.add_done_callback(lambda _: self.stop())
             self.start(writer)
-            try:
-                await self._until_gone(receive, writer)
-            except asyncio.CancelledError:
-                if not self._stopped:  # a cancellation from elsewhere: pass it on
-                    raise
-                assert self._task is not None
-                self._task.uncancel()
+            await self._until_gone(receive, writer, self._ended)
         finally:
             _open.discard(self)
             if writer is not None:
+                writer.finish()  # a complete response (unless the client is too far behind: then uvicorn closes it)
                 writer.close()
             if self.on_close is not None:
                 await self.on_close()
 
-    async def _until_gone(self, receive: Receive, writer: Writer) -> None:
-        while True:
-            try:
-                message: Message = await asyncio.wait_for(receive(), self.ping_seconds)
-            except TimeoutError:
+    async def _until_gone(self, receive: Receive, writer: Writer, ended: asyncio.Future[None]) -> None:
+        """Until the client leaves or `stop()`; a comment every `ping_seconds` meanwhile."""
+        gone = asyncio.ensure_future(_disconnect(receive))
+        try:
+            while True:
+                done, _ = await asyncio.wait((gone, ended), timeout=self.ping_seconds, return_when="FIRST_COMPLETED")
+                if done:
+                    return
                 writer.push("ping", PING)
-                continue
-            if message["type"] == "http.disconnect":
-                return
+        finally:
+            gone.cancel()
+            if gone.done() and not gone.cancelled():
+                gone.exception()  # retrieved: a failed receive just ends the stream
+
+
+async def _disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass

@@ -99,7 +99,10 @@ class _Feed:
                     await self._reread()
                     reread = False
                 try:
-                    first = await asyncio.wait_for(self.sub.get(), self.hub.resync_seconds)
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                    # that meets an arriving notification, and close() would wait forever
+                    async with asyncio.timeout(self.hub.resync_seconds):
+                        first = await self.sub.get()
                 except TimeoutError:  # the safety net: the table is the truth
                     reread = True
                     continue
@@ -159,10 +162,9 @@ class _Feed:
                     stats.deliveries += 1
 
     async def close(self) -> None:
+        await self.sub.close()  # first: the reader ends at its next get() even if a cancel is lost
         self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
-        await self.sub.close()
+        await asyncio.wait([self.task])  # a cancellation of the caller still reaches the caller
 
 
 class JobHub:

@@ -10,11 +10,13 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from listener import Event
 from server.app import App
 from server.db.registry import Project
 from server.embeddings import Embedder
 from server.indexer.progress import Progress
 from server.jobs import queries
+from server.jobs.channels import JOBS_CHANNEL
 from server.jobs.errors import JobNotFoundError
 from server.jobs.models import IndexingJobCreate, JobRow
 from server.jobs.watch import JobChange, JobWatch, follow_job
@@ -210,3 +212,25 @@ async def test_a_pushing_watch_gets_what_was_queued_then_each_change_and_is_told
     await hub.close()
     assert ended == [True] and watch.closed is False
     await watch.close()
+
+
+async def test_closing_the_last_watch_as_a_notification_arrives_never_blocks_the_hub(
+    quiet_app: App, tmp_path: Path
+) -> None:
+    """The feed's reader is woken by a notification and cancelled in the same loop step (the
+    moment the last stream of a finished job closes): closing must not wait for it forever."""
+    hub = quiet_app.hub
+    project, pool = await _project(quiet_app)
+    job = await _job(pool, project, tmp_path)
+    watch = await hub.watch_job(project, job.id)
+    await asyncio.sleep(0.05)  # the reader waits for a notification
+    feed = hub._feeds[project.database_name]
+    event = Event(JOBS_CHANNEL, str(job.id), {"id": str(job.id)}, "notify", time.monotonic())
+    async with asyncio.timeout(5) as deadline:  # not wait_for: it would run close() in a task, a step later
+        feed.sub.queue.put(event, str(job.id))  # wakes the reader ...
+        await watch.close()  # ... which the last watch's close cancels in the same step
+    assert not deadline.expired(), "closing waited for the feed's reader until it was cancelled itself"
+    assert feed.task.done()
+    assert hub.feeds() == []
+    again = await asyncio.wait_for(hub.watch_job(project, job.id), 5)  # the hub is not stuck
+    await again.close()

@@ -1,4 +1,4 @@
-"""The event-stream writer: frames go out at once, wait in order while the socket is full
+"""The event stream and its writer: frames go out at once, wait in order while the socket is full
 (coalesced by key), and a client too far behind is dropped rather than buffered without bound."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import asyncio
 
 from starlette.types import Message
 
-from web.sse import MAX_PENDING, Writer
+from web.sse import MAX_PENDING, EventStream, Writer
 
 
 class Socket:
@@ -21,6 +21,8 @@ class Socket:
     async def send(self, message: Message) -> None:
         if self.full is not None:
             await self.full
+        if message["type"] != "http.response.body":
+            return
         self.bodies.append(message["body"])
         self.more.append(message["more_body"])
 
@@ -70,3 +72,46 @@ async def test_a_client_too_far_behind_is_dropped() -> None:
     writer.push("late", b"y")  # ignored once broken
     writer.close()
     assert writer.done.done()
+
+
+async def test_a_stream_stopped_while_it_closes_still_runs_all_of_on_close_and_completes() -> None:
+    sock = Socket()
+    left = asyncio.Event()
+    closed: list[str] = []
+
+    async def receive() -> Message:
+        await left.wait()
+        return {"type": "http.disconnect"}
+
+    async def on_close() -> None:
+        stream.stop()  # e.g. the server stopping (end_all) just as the client leaves
+        await asyncio.sleep(0.01)
+        closed.append("detached")
+
+    stream = EventStream(lambda w: w.push("a", b"x"), on_close=on_close, ping_seconds=10)
+    task = asyncio.create_task(stream({"type": "http", "method": "GET"}, receive, sock.send))
+    await asyncio.sleep(0.01)
+    assert sock.bodies == [b"x"]
+    left.set()
+    await asyncio.wait_for(task, 2)  # returns: no cancellation escapes
+    assert closed == ["detached"]
+    assert sock.more[-1] is False  # the response was completed
+
+
+async def test_stop_ends_a_stream_whose_client_stays() -> None:
+    sock = Socket()
+    closed: list[bool] = []
+
+    async def receive() -> Message:
+        await asyncio.Event().wait()  # never leaves
+        raise AssertionError
+
+    async def on_close() -> None:
+        closed.append(True)
+
+    stream = EventStream(lambda w: None, on_close=on_close, ping_seconds=10)
+    task = asyncio.create_task(stream({"type": "http", "method": "GET"}, receive, sock.send))
+    await asyncio.sleep(0.01)
+    stream.stop()
+    await asyncio.wait_for(task, 2)
+    assert closed == [True] and sock.bodies == [b""] and sock.more == [False]
