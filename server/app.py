@@ -315,7 +315,10 @@ class App:
         force_reindex: bool = False,
         progress: ProgressCallback | None = None,
     ) -> InlineJob:
-        """Index in this process, recorded as a job every watcher sees (`server/jobs/inline.py`)."""
+        """Index in this process, recorded as a job every watcher sees (`server/jobs/inline.py`).
+
+        A root that overlaps an indexed repository is refused before anything is recorded."""
+        await self.check_repository_root(project, repo_path)
         job = IndexingJobCreate(
             repo_path=str(repo_path), repo_name=name or repo_path.name or str(repo_path), project_id=project.id,
             force_reindex=force_reindex,
