@@ -64,7 +64,7 @@ _INSERT_RUNNING = f"""
                                started_at, heartbeat_at, worker_id, worker_task_id, connection_id, attempts, metadata)
     VALUES ($1, $2, $3, $4, 'running', 'Starting', now(), now(), $5, $6, pg_backend_pid()::text, 1,
             jsonb_build_object('origin', $7::text, 'phase', 'starting'))
-    ON CONFLICT (repo_path) WHERE status IN ('pending', 'running') DO NOTHING
+    ON CONFLICT (repo_path) WHERE status IN ('pending', 'running') AND kind = 'index' DO NOTHING
     RETURNING {COLUMNS}
 """
 
