@@ -43,6 +43,7 @@ from server.embeddings import Embedder, create_embedder
 from server.indexer.pipeline import IndexResult
 from server.indexer.progress import Progress
 from server.jobs import queries
+from server.jobs.channels import JOBS_CHANNEL
 from server.jobs.models import IndexingJobCreate
 from server.jobs.running import JobRun
 from server.mcp.server import build_server
@@ -297,7 +298,7 @@ async def commit_to_subscriber(samples: Samples, side: OurSide, n: int) -> None:
         side.project_id,
         writer,
     )
-    sub = await app.notifier.subscribe(app.cluster.dsn_for(project.database_name), "indexing_jobs", str(job_id))
+    sub = await app.notifier.subscribe(app.cluster.dsn_for(project.database_name), JOBS_CHANNEL, str(job_id))
     try:
         for i in range(n):
             t0 = time.monotonic()

@@ -27,8 +27,9 @@ from server.db.cluster import Cluster, with_database
 from server.db.embedded import EmbeddedPostgres
 from server.db.names import REGISTRY_DATABASE
 from server.db.registry import Registry
+from server.jobs.channels import JOBS_CHANNEL
 
-CHANNEL = "indexing_jobs"
+CHANNEL = JOBS_CHANNEL
 FLIP = "UPDATE indexing_jobs SET progress_percentage = 100 - progress_percentage WHERE id = $1"  # 0 ↔ 100
 
 

@@ -22,6 +22,8 @@ from server.db.registry import Project, Registry
 from server.embeddings import Embedder, EmbeddingError, StaticEmbedder, create_embedder
 from server.indexer.pipeline import IndexResult, ProgressCallback, index_repository
 from server.jobs import queries
+from server.jobs.hub import JobHub
+from server.jobs.inline import InlineJob, Origin, Timing, run_inline
 from server.jobs.models import IndexingJobCreate, JobRow
 from server.jobs.paths import RepoPathError, confirm_root
 from server.jobs.refresh import RepositoryMissingError
@@ -107,6 +109,7 @@ class App:
         self.keeper: EmbeddedKeeper | None = None
         self.watcher: WatchService | None = None
         self.content_locks = ContentLocks()
+        self._hub: JobHub | None = None
 
     @property
     def cluster(self) -> Cluster:
@@ -126,6 +129,13 @@ class App:
         if self._resolver is None:
             raise AppNotStartedError("resolver")
         return self._resolver
+
+    @property
+    def hub(self) -> JobHub:
+        """Watches of jobs (MCP watch_indexing, SSE): each change read once, fanned out from memory."""
+        if self._hub is None:
+            raise AppNotStartedError("hub")
+        return self._hub
 
     async def pool(self, project: Project) -> asyncpg.Pool:
         """The connection pool of a project's database."""
@@ -154,6 +164,10 @@ class App:
             await self._registry.ensure_ready()
         except CONNECT_ERRORS as exc:
             raise unavailable(cluster.server_dsn, exc, source=_dsn_source(self.settings)) from exc
+        self._hub = JobHub(
+            notifier=self.notifier, cluster=self._cluster, registry=self._registry,
+            include_traceback=self.settings.debug,
+        )  # fmt: skip
         self._resolver = ProjectResolver(
             self._registry,
             default_project=self.settings.default_project,
@@ -203,6 +217,9 @@ class App:
         if self.worker is not None:
             await self.worker.stop()
             self.worker = None
+        if self._hub is not None:
+            await self._hub.close()
+            self._hub = None
         await self.notifier.close()
         await self.content_locks.close()
         if self.keeper is not None:
@@ -289,6 +306,38 @@ class App:
         await queries.hint_claimable(await self.cluster.registry_pool(), database)
         if self.worker is not None:
             self.worker.wake(database)
+
+    async def index_recorded(
+        self,
+        project: Project,
+        repo_path: Path,
+        *,
+        origin: Origin,
+        name: str | None = None,
+        force_reindex: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> InlineJob:
+        """Index in this process, recorded as a job every watcher sees (`server/jobs/inline.py`).
+
+        A root that overlaps an indexed repository is refused before anything is recorded."""
+        await self.check_repository_root(project, repo_path)
+        job = IndexingJobCreate(
+            repo_path=str(repo_path), repo_name=name or repo_path.name or str(repo_path), project_id=project.id,
+            force_reindex=force_reindex,
+        )  # fmt: skip
+        timing = Timing(
+            progress_interval=self.settings.progress_update_interval_seconds,
+            heartbeat_interval=min(
+                self.settings.heartbeat_interval_seconds, self.settings.cancellation_check_interval_seconds
+            ),
+        )
+
+        async def index(report: ProgressCallback) -> IndexResult:
+            return await self.index(project, repo_path, name=name, force_reindex=force_reindex, progress=report)
+
+        return await run_inline(
+            self.hub, await self.pool(project), project, job, index, origin=origin, timing=timing, progress=progress
+        )
 
     async def run_job(self, run: JobRun) -> IndexResult:
         row = run.row

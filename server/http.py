@@ -7,6 +7,9 @@ cookie (`web/auth.py`). Only /web/ and its script are served without credentials
 
 from __future__ import annotations
 
+from types import FrameType
+
+import uvicorn
 from fastmcp import FastMCP
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -37,3 +40,20 @@ def build_http_app(app: App, mcp: FastMCP, *, token: str, port: int) -> Starlett
         ],
         lifespan=mcp_app.lifespan,
     )
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, ending the browsers' event streams when asked to stop (it waits for open ones)."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        from web.sse import end_all
+
+        end_all()
+        super().handle_exit(sig, frame)
+
+
+def serve_http(app: App, mcp: FastMCP, *, token: str, host: str, port: int, log_level: str) -> None:
+    asgi = build_http_app(app, mcp, token=token, port=port)
+    # log_config=None: uvicorn's records go through our handler (LOG_FILE, LOG_LEVEL) like every other
+    config = uvicorn.Config(asgi, host=host, port=port, log_level=log_level, log_config=None)
+    _Server(config).run()

@@ -231,6 +231,15 @@ async def app(settings: Settings, app_embedder: Embedder) -> AsyncIterator[App]:
 
 
 @pytest.fixture
+async def quiet_app(settings: Settings, app_embedder: Embedder) -> AsyncIterator[App]:
+    """An App without workers: the test moves the jobs itself."""
+    application = App(settings, embedder=app_embedder)
+    await application.start(workers=False)
+    yield application
+    await application.close()
+
+
+@pytest.fixture
 async def mcp_client(app: App) -> AsyncIterator[Client[Any]]:
     async with Client(build_server(app, manage_app=False)) as client:
         yield client

@@ -37,11 +37,14 @@ async def _index(args: argparse.Namespace, settings: Settings) -> int:
                 description = escape(f"{p.message} [{tiers}{eta}]")
                 bar.update(task, completed=p.percentage, description=description, phase=p.phase)
 
-            result = await app.index(resolved.project, path, force_reindex=args.force, progress=show)
+            run = await app.index_recorded(
+                resolved.project, path, origin="cli", force_reindex=args.force, progress=show
+            )
+            result = run.result
     warning = empty_repository_warning(path, result)
     if args.json:
         print(json.dumps({
-            "project": resolved.project.id, "repository_id": str(result.repository_id),
+            "project": resolved.project.id, "job_id": str(run.row.id), "repository_id": str(result.repository_id),
             "files_scanned": result.files_scanned, "files_indexed": result.files_indexed,
             "files_unchanged": result.files_unchanged, "files_deleted": result.files_deleted,
             "skipped": result.files_skipped, "chunks_created": result.chunks_created,

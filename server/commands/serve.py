@@ -49,10 +49,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             print(STDIO_HINT.format(exe=exe), file=sys.stderr)
         mcp.run(show_banner=False)
         return 0
-    import uvicorn
-
     from server.app import check_database
-    from server.http import build_http_app
+    from server.http import serve_http
 
     asyncio.run(check_database(settings))  # uvicorn would print a lifespan traceback instead of one line
     if not _is_loopback(host):
@@ -62,14 +60,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             host,
         )
     _print_http_banner(host, port, token)
-    # log_config=None: uvicorn's records go through our handler (LOG_FILE, LOG_LEVEL) like every other
-    uvicorn.run(
-        build_http_app(app, mcp, token=token.value, port=port),
-        host=host,
-        port=port,
-        log_level=settings.log_level.lower(),
-        log_config=None,
-    )
+    serve_http(app, mcp, token=token.value, host=host, port=port, log_level=settings.log_level.lower())
     return 0
 
 

@@ -178,10 +178,18 @@ def _allowed_roots(context: Any) -> tuple[Path | str, ...]:
     return tuple(roots)
 
 
+def _without_property_titles(schema: dict[str, Any]) -> None:
+    """Property titles only repeat the names; every client parses and validates the schema on
+    each `get_indexing_status` call, so a smaller schema is a faster call."""
+    for prop in schema.get("properties", {}).values():
+        if isinstance(prop, dict):
+            prop.pop("title", None)
+
+
 class IndexingJobProgress(BaseModel):
     """Snapshot of a background indexing job: state, progress counters, errors and timestamps."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=_without_property_titles)
 
     job_id: UUID = Field(description="Identifier of the job.")
     status: IndexingJobStatus = Field(description="Lifecycle state of the job.")
@@ -222,6 +230,11 @@ class IndexingJobProgress(BaseModel):
             "after a bulk load; search works meanwhile), 'embedding', 'finalizing' or 'done'."
         ),
     )
+    origin: str = Field(
+        default="worker",
+        description="Who runs the job: 'worker' (queued, run by any worker process), 'cli' (`codebase-mcp index`, "
+        "in its own process) or 'tool' (the index_repository tool, within the call).",
+    )
     static_coverage: float = Field(
         default=0.0, ge=0.0, le=1.0, description="Share of the repository's chunks with a static-tier vector."
     )
@@ -249,8 +262,10 @@ class IndexingJobProgress(BaseModel):
     @classmethod
     def from_row(cls, row: JobRow, *, include_traceback: bool = True) -> Self:
         """The client's view of a job; without `include_traceback` (the DEBUG setting) no traceback."""
-        view = cls.from_record(dataclasses.asdict(row))
-        return view if include_traceback else view.model_copy(update={"error_traceback": None})
+        values = {name: getattr(row, name) for name in JOB_COLUMNS}  # no deep copy (dataclasses.asdict)
+        if not include_traceback:
+            values["error_traceback"] = None
+        return cls.from_record(values)
 
     @classmethod
     def from_record(cls, row: Mapping[str, Any] | RecordLike) -> Self:
@@ -284,6 +299,7 @@ class IndexingJobProgress(BaseModel):
             paths=paths[:SHOWN_PATHS] if paths is not None else None,
             paths_total=len(paths) if paths is not None else 0,
             phase=phase if isinstance(phase, str) else None,
+            origin=origin if isinstance(origin := meta.get("origin"), str) else "worker",
             static_coverage=_number(meta, "static_coverage", 0.0),
             transformer_coverage=_number(meta, "transformer_coverage", 0.0),
             eta_seconds=_number(meta, "eta_seconds", None),

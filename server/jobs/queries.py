@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from server.indexer.progress import Progress
+from server.jobs.channels import HINT_CHANNEL
 from server.jobs.models import JOB_COLUMNS, IndexingJobCreate, JobKind, JobRow
-from server.jobs.slots import HINT_CHANNEL
 
 Executor = asyncpg.Pool | asyncpg.Connection
 COLUMNS = ", ".join(JOB_COLUMNS)  # JobRow's field names, never user input
@@ -57,8 +59,84 @@ async def create(conn: Executor, job: IndexingJobCreate) -> tuple[JobRow, bool]:
     return active, False
 
 
+_INSERT_RUNNING = f"""
+    INSERT INTO indexing_jobs (repo_path, repo_name, project_id, force_reindex, status, progress_message,
+                               started_at, heartbeat_at, worker_id, worker_task_id, connection_id, attempts, metadata)
+    VALUES ($1, $2, $3, $4, 'running', 'Starting', now(), now(), $5, $6, pg_backend_pid()::text, 1,
+            jsonb_build_object('origin', $7::text, 'phase', 'starting'))
+    ON CONFLICT (repo_path) WHERE status IN ('pending', 'running') AND kind = 'index' DO NOTHING
+    RETURNING {COLUMNS}
+"""
+
+
+async def create_running(
+    conn: Executor, job: IndexingJobCreate, *, worker_id: str, task_name: str, origin: str
+) -> tuple[JobRow, bool]:
+    """Record a run this process does itself (`origin` 'cli' or 'tool'): inserted as running, so no
+    worker ever claims it. If the repository has an active job, that one comes back, `created` False."""
+    row = _row(
+        await conn.fetchrow(
+            _INSERT_RUNNING, job.repo_path, job.repo_name, job.project_id, job.force_reindex, worker_id, task_name,
+            origin,
+        )
+    )  # fmt: skip
+    if row is not None:
+        return row, True
+    active = _row(await conn.fetchrow(_ACTIVE_FOR_REPO, job.repo_path))
+    if active is None:  # it finished between the two statements: try once more
+        return await create_running(conn, job, worker_id=worker_id, task_name=task_name, origin=origin)
+    return active, False
+
+
+async def interrupt(pool: asyncpg.Pool, job_id: uuid.UUID, worker_id: str, message: str) -> JobRow | None:
+    """The process running a job stops it (Ctrl-C, the request was cancelled): cancelled, saying why."""
+    sql = f"""
+        UPDATE indexing_jobs SET status = 'cancelled', cancelled_at = now(), completed_at = now(),
+            progress_message = $3
+        WHERE id = $1 AND worker_id = $2 AND status = 'running'
+        RETURNING {COLUMNS}
+    """
+    return _row(await pool.fetchrow(sql, job_id, worker_id, message))
+
+
 async def get(conn: Executor, job_id: uuid.UUID) -> JobRow | None:
     return _row(await conn.fetchrow(f"SELECT {COLUMNS} FROM indexing_jobs WHERE id = $1", job_id))
+
+
+async def get_many(conn: Executor, job_ids: Sequence[uuid.UUID]) -> list[JobRow]:
+    """The rows of `job_ids` that exist, in one statement (a watch feed's read of a burst of changes)."""
+    if not job_ids:
+        return []
+    return _rows(await conn.fetch(f"SELECT {COLUMNS} FROM indexing_jobs WHERE id = ANY($1::uuid[])", list(job_ids)))
+
+
+async def snapshot(conn: Executor, *, since: datetime | None = None, limit: int = 50) -> list[JobRow]:
+    """Every active job and the `limit` most recently changed ones (changed at or after `since`,
+    when given), least recently changed first: what a project-wide watcher re-reads."""
+    sql = f"""
+        SELECT {COLUMNS} FROM indexing_jobs
+        WHERE status IN ('pending', 'running') OR id IN (
+            SELECT id FROM indexing_jobs WHERE ($1::timestamptz IS NULL OR updated_at >= $1)
+            ORDER BY updated_at DESC LIMIT $2
+        )
+        ORDER BY updated_at, id
+    """
+    return _rows(await conn.fetch(sql, since, limit))
+
+
+async def watched(
+    conn: Executor, job_ids: Sequence[uuid.UUID], *, wide: bool, since: datetime | None, margin_seconds: float
+) -> list[JobRow]:
+    """A feed's re-read, in one statement: the named jobs, plus (`wide`) every active job and every
+    job changed at or after `since` (None: within the last `margin_seconds`)."""
+    sql = f"""
+        SELECT {COLUMNS} FROM indexing_jobs
+        WHERE id = ANY($1::uuid[])
+           OR ($2 AND (status IN ('pending', 'running')
+                       OR updated_at >= coalesce($3::timestamptz, now() - make_interval(secs => $4))))
+        ORDER BY updated_at, id
+    """
+    return _rows(await conn.fetch(sql, list(job_ids), wide, since, margin_seconds))
 
 
 async def list_jobs(conn: Executor, *, status: str | None = None, limit: int = 20) -> list[JobRow]:
@@ -248,6 +326,9 @@ async def mark_worker_stopped(pool: asyncpg.Pool, job_id: uuid.UUID, worker_id: 
     )
 
 
+RETURNED = ", ".join(f"indexing_jobs.{c}" for c in JOB_COLUMNS)
+
+
 async def rescue_stale(
     pool: asyncpg.Pool | asyncpg.Connection,
     *,
@@ -256,23 +337,31 @@ async def rescue_stale(
     max_attempts: int,
 ) -> list[JobRow]:
     """Running index jobs whose worker died: re-queue them, or fail them after `max_attempts`
-    (refresh jobs: `server.jobs.refresh.rescue_stale`)."""
+    (refresh jobs: `server.jobs.refresh.rescue_stale`). A job run in-process (`metadata.origin`
+    'cli' or 'tool') is failed at once: no worker may take it over."""
     sql = f"""
         UPDATE indexing_jobs SET
-            status = CASE WHEN attempts >= $3 THEN 'failed' ELSE 'pending' END,
-            completed_at = CASE WHEN attempts >= $3 THEN now() END,
-            error_type = CASE WHEN attempts >= $3 THEN 'WorkerLost' ELSE error_type END,
-            error_message = CASE WHEN attempts >= $3
-                THEN 'worker ' || coalesce(worker_id, '?') || ' stopped while running this job, '
-                     || attempts || ' attempts made' ELSE error_message END,
-            progress_message = CASE WHEN attempts >= $3 THEN 'Failed: worker lost'
+            status = CASE WHEN attempts >= $3 OR in_process THEN 'failed' ELSE 'pending' END,
+            completed_at = CASE WHEN attempts >= $3 OR in_process THEN now() END,
+            error_type = CASE WHEN attempts >= $3 OR in_process THEN 'WorkerLost' ELSE error_type END,
+            error_message = CASE
+                WHEN in_process THEN 'the ' || origin || ' process ' || coalesce(worker_id, '?')
+                     || ' stopped while running this job'
+                WHEN attempts >= $3 THEN 'worker ' || coalesce(worker_id, '?') || ' stopped while running this job, '
+                     || attempts || ' attempts made'
+                ELSE error_message END,
+            progress_message = CASE WHEN attempts >= $3 OR in_process THEN 'Failed: worker lost'
                 ELSE 'Re-queued: worker ' || coalesce(worker_id, '?') || ' stopped (attempt '
                      || attempts || ' of ' || $3 || ')' END,
-            progress_percentage = CASE WHEN attempts >= $3 THEN progress_percentage ELSE 0 END,
+            progress_percentage = CASE WHEN attempts >= $3 OR in_process THEN progress_percentage ELSE 0 END,
             worker_id = NULL, worker_task_id = NULL, connection_id = NULL, heartbeat_at = NULL
-        WHERE status = 'running' AND kind = 'index'
-          AND (heartbeat_at < now() - make_interval(secs => $1) OR worker_id = ANY($2::text[]))
-        RETURNING {COLUMNS}
+        FROM (SELECT id AS lost_id, coalesce(metadata->>'origin', 'worker') AS origin,
+                     coalesce(metadata->>'origin', 'worker') <> 'worker' AS in_process
+              FROM indexing_jobs
+              WHERE status = 'running' AND kind = 'index'
+                AND (heartbeat_at < now() - make_interval(secs => $1) OR worker_id = ANY($2::text[]))) AS lost
+        WHERE indexing_jobs.id = lost.lost_id AND status = 'running'
+        RETURNING {RETURNED}
     """
     return _rows(await pool.fetch(sql, stale_seconds, dead_workers, max_attempts))
 

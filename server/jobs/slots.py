@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from server.jobs.channels import HINT_CHANNEL
 from server.jobs.models import JobKind
 
 Connect = Callable[[str], Awaitable[asyncpg.Connection]]
-HINT_CHANNEL = "codebase_jobs"  # registry channel: "a job may be claimable" (see server/jobs/worker.py)
 SLOT_FREED = json.dumps({"event": "slot"})
 
 INDEX_SLOTS = 0x636A6F62  # "cjob": advisory lock namespace for index-job slots

@@ -29,16 +29,15 @@ from server.db.budget import ConnectionLimitError
 from server.db.cluster import Cluster, database_of
 from server.db.registry import Project, Registry
 from server.jobs import queries, refresh
+from server.jobs.channels import HINT_CHANNEL, JOBS_CHANNEL, PROJECTS_CHANNEL
 from server.jobs.models import JobRow
 from server.jobs.running import JobRun, RunJob, Running, ThrottledProgress, heartbeat, run_guarded, watch_cancel
-from server.jobs.slots import HINT_CHANNEL, REFRESH_SLOTS, GlobalSlots, Lane, Slot
+from server.jobs.slots import REFRESH_SLOTS, GlobalSlots, Lane, Slot
 from server.lifeline import pid_alive
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
 
-JOBS_CHANNEL = "indexing_jobs"
-PROJECTS_CHANNEL = "codebase_projects"
 MAX_ATTEMPTS = 3
 DISPATCH_STOP_SECONDS = 5.0  # how long stop() waits for a claim in flight
 _SWEEP_LOCK = 0x63737770  # advisory lock key ("cswp"): one process sweeps all projects at a time

@@ -59,6 +59,7 @@ class HealthReport(BaseModel):
 
 class IndexSummary(BaseModel):
     project_id: str
+    job_id: str = Field(description="The job recording this run (origin 'tool'), as the jobs page shows it")
     repository_id: str
     files_scanned: int
     files_indexed: int

@@ -52,7 +52,9 @@ async def test_token_is_required_on_mcp_web_api_and_sse(processes: Processes, tm
     async with server.client() as client:
         job = await start_job(client, make_python_repo(tmp_path / "repo", 3), project)
     events = f"/web/api/projects/{project}/jobs/{job.job_id}/events"
-    protected = ["/web/api/projects", f"/web/api/projects/{project}/jobs", events]
+    wide = [f"/web/api/projects/{project}/events", "/web/api/events"]  # project-wide and all-projects streams
+    protected = ["/web/api/projects", f"/web/api/projects/{project}/jobs", events, *wide]
+    actions = ["/web/api/jobs", f"/web/api/projects/{project}/jobs/{job.job_id}/cancel"]
 
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as anonymous:
         for path in protected:
@@ -60,6 +62,10 @@ async def test_token_is_required_on_mcp_web_api_and_sse(processes: Processes, tm
                 response = await anonymous.get(path, headers=headers)
                 assert response.status_code == 401, (path, headers, response.text)
                 assert response.headers["www-authenticate"].startswith("Bearer")
+        for path in actions:  # starting and cancelling from the page need it too
+            assert (await anonymous.post(path, json={"repo_path": str(tmp_path)})).status_code == 401, path
+        search = await anonymous.get(f"/web/api/projects/{project}/search", params={"q": "x"})
+        assert search.status_code == 401
         page = await anonymous.get("/web/")  # the page itself holds no data
         assert page.status_code == 200 and "script-src 'self'" in page.headers["content-security-policy"]
         assert (await anonymous.get("/web/app.js")).status_code == 200
@@ -86,6 +92,15 @@ async def test_token_is_required_on_mcp_web_api_and_sse(processes: Processes, tm
             assert stream.headers["content-type"].startswith("text/event-stream")
             body = "".join([line async for line in stream.aiter_lines()])
         assert "event: end" in body
+        for path in wide:  # these never end: the current state, then `ready`
+            async with browser.stream("GET", path, headers={"Accept": "text/event-stream"}) as stream:
+                assert stream.status_code == 200, path
+                seen = []
+                async for line in stream.aiter_lines():
+                    seen.append(line)
+                    if line == "event: ready":
+                        break
+            assert job.job_id in "".join(seen), (path, seen)
         # Cookies cannot be turned back into a session, nor forged.
         assert (await browser.post("/web/api/session")).status_code == 401
         forged = cookie.rsplit(".", 1)[0] + "." + "0" * 64
@@ -129,6 +144,15 @@ async def test_foreign_host_and_origin_get_403(processes: Processes, e2e_env: di
             assert await status(path, {"Origin": origin}) == 403, (path, origin)
         for origin in (f"http://127.0.0.1:{port}", f"http://localhost:{port}", "https://ui.example.test"):
             assert await status(path, {"Origin": origin}) == 200, (path, origin)
+    # The streams and the page's actions sit behind the same guard (a stream that got through would not end).
+    async with server.http(timeout=30) as http:
+        for path in ("/web/api/events", "/web/api/projects/any/events", "/web/api/projects/any/jobs/x/events"):
+            for headers in ({"Host": "attacker.example"}, {"Origin": "http://attacker.example"}):
+                async with http.stream("GET", path, headers=headers) as stream:
+                    assert stream.status_code == 403, (path, headers)
+        for headers in ({"Host": "attacker.example"}, {"Origin": f"http://attacker.example:{port}"}):
+            answer = await http.post("/web/api/jobs", json={"repo_path": "/tmp"}, headers=headers)
+            assert answer.status_code == 403, headers
     # Refused before authentication: no hint whether the token was right.
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as anonymous:
         answer = await anonymous.get("/web/api/projects", headers={"Host": "attacker.example"})

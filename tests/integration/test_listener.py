@@ -16,9 +16,10 @@ from listener import Event, Notifier, Subscription
 from server.db.cluster import database_of
 from server.db.embedded import RunningServer
 from server.db.registry import Registry
+from server.jobs.channels import JOBS_CHANNEL
 from tests.polling import wait_for
 
-CHANNEL = "indexing_jobs"
+CHANNEL = JOBS_CHANNEL
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""`index_repository`: index a small repository within the call, with MCP progress."""
+"""`index_repository`: index a small repository within the call, with MCP progress (recorded as a job)."""
 
 from __future__ import annotations
 
@@ -29,9 +29,10 @@ def register(mcp: FastMCP, app: App) -> None:
             if ctx is not None:
                 await ctx.report_progress(p.percentage, 100, p.message)
 
-        result = await app.index(res.project, path, force_reindex=force_reindex, progress=relay)
+        run = await app.index_recorded(res.project, path, origin="tool", force_reindex=force_reindex, progress=relay)
+        result = run.result
         return IndexSummary(
-            project_id=res.project.id, repository_id=str(result.repository_id),
+            project_id=res.project.id, job_id=str(run.row.id), repository_id=str(result.repository_id),
             files_scanned=result.files_scanned, files_indexed=result.files_indexed,
             files_unchanged=result.files_unchanged, files_deleted=result.files_deleted,
             files_skipped=result.files_skipped, chunks_created=result.chunks_created,

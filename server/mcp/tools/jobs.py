@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated
@@ -14,15 +12,15 @@ from pydantic import Field
 from server.app import App
 from server.db.registry import Project
 from server.jobs import queries
-from server.jobs.errors import JobNotCancellableError, JobNotFoundError
+from server.jobs.errors import JobNotCancellableError
 from server.jobs.models import IndexingJobCreate, IndexingJobProgress, IndexingJobStatus, JobRow, parse_job_id
 from server.jobs.paths import validate_repo_path
+from server.jobs.watch import follow_job
 from server.mcp.context import resolve_project
 from server.mcp.job_locator import JobLocator
 from server.mcp.models import CancelResult, JobList, StartIndexingResult
 from server.mcp.params import ForceReindex, JobId, ProjectId, RepoPath
 
-WATCH_RESYNC_SECONDS = 15.0
 MAX_LISTED = 200
 
 StatusFilter = Annotated[
@@ -125,23 +123,11 @@ async def watch_job(
     *,
     report: Callable[[float, float | None, str | None], Awaitable[None]],
 ) -> JobRow:
-    """Relay one job's changes (pushed by NOTIFY) until it reaches a final state; returns that state."""
-    pool = await app.pool(project)
-    sub = await app.notifier.subscribe(app.cluster.dsn_for(project.database_name), "indexing_jobs", str(job_id))
-    try:
-        shown_version, shown_pct = -1, 0.0
-        while True:
-            row = await queries.get(pool, job_id)  # subscribed first, then read: nothing is missed
-            if row is None:
-                raise JobNotFoundError(f"job {job_id} no longer exists (finished jobs are deleted after the "
-                                       "retention period)")  # fmt: skip
-            if row.version > shown_version:
-                shown_version = row.version
-                shown_pct = max(shown_pct, float(row.progress_percentage))
-                await report(shown_pct, 100.0, f"[{row.status}] {row.progress_message or ''}")
-            if row.is_terminal:
-                return row
-            with contextlib.suppress(TimeoutError):  # re-read anyway: the table is the truth
-                await asyncio.wait_for(sub.get(), WATCH_RESYNC_SECONDS)
-    finally:
-        await sub.close()
+    """Relay one job's changes (the hub's shared reads) until it reaches a final state; returns that state."""
+    shown_pct, final = 0.0, None
+    async for change in follow_job(lambda: app.hub.watch_job(project, job_id)):
+        row = final = change.row
+        shown_pct = max(shown_pct, float(row.progress_percentage))
+        await report(shown_pct, 100.0, f"[{row.status}] {row.progress_message or ''}")
+    assert final is not None and final.is_terminal
+    return final
