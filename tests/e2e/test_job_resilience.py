@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest
 
 from server.jobs.models import IndexingJobProgress
 from server.mcp.models import HealthReport
@@ -25,6 +26,13 @@ LISTENERS_SQL = """
 SELECT pid, datname FROM pg_stat_activity
 WHERE datname = ANY($1::text[]) AND backend_type = 'client backend' AND application_name = 'codebase-mcp-listener'
 """
+
+
+@pytest.fixture
+def e2e_env(e2e_env: dict[str, str]) -> dict[str, str]:
+    """Job resilience is the subject: no repository watcher queues refreshes or catch-up runs beside
+    the jobs these tests count."""
+    return {**e2e_env, "WATCH_REPOSITORIES": "false"}
 
 
 async def _job_row(db: asyncpg.Connection, job_id: str) -> asyncpg.Record:
