@@ -28,6 +28,7 @@ from server.indexer.progress import Progress
 from server.jobs import queries
 from server.jobs.hub import DB_ERRORS, JobHub
 from server.jobs.models import IndexingJobCreate, JobRow
+from server.jobs.running import write_completion
 from server.jobs.worker import new_worker_id
 
 __all__ = ["InlineJob", "Origin", "RepositoryBusyError", "RunCancelledError", "run_inline"]
@@ -123,15 +124,7 @@ class _Runner:
             for guard in guards:
                 guard.cancel()
             await asyncio.gather(*guards, return_exceptions=True)
-        final = await queries.complete(
-            self.pool, self.row.id, self.worker_id, repository_id=result.repository_id,
-            message=f"Completed: {result.files_indexed} files indexed, {result.chunks_created} chunks",
-            files_scanned=result.files_scanned, files_indexed=result.files_indexed,
-            chunks_created=result.chunks_created,
-            metadata={"files_unchanged": result.files_unchanged, "files_deleted": result.files_deleted,
-                      "chunks_embedded": result.chunks_embedded, "total_chunks": result.total_chunks,
-                      "duration_seconds": round(result.duration_seconds, 3)},
-        )  # fmt: skip
+        final = await write_completion(self.pool, self.row.id, self.worker_id, result)
         if final is None:  # cancelled in the last moment: the table says so, and the table is the truth
             now = await queries.get(self.pool, self.row.id)
             raise RunCancelledError(f"indexing job {self.row.id} was {now.status if now else 'deleted'} as it ended")

@@ -81,15 +81,20 @@ async def run_guarded(run_job: RunJob, job: JobRun, run: Running, worker_id: str
         log.warning("job %s failed: %s", job_id, exc)
     else:
         run.finishing = True
-        await queries.complete(
-            pool, job_id, worker_id, repository_id=result.repository_id,
-            message=f"Completed: {result.files_indexed} files indexed, {result.chunks_created} chunks",
-            files_scanned=result.files_scanned, files_indexed=result.files_indexed,
-            chunks_created=result.chunks_created,
-            metadata={"files_unchanged": result.files_unchanged, "files_deleted": result.files_deleted,
-                      "chunks_embedded": result.chunks_embedded, "total_chunks": result.total_chunks,
-                      "duration_seconds": round(result.duration_seconds, 3)},
-        )  # fmt: skip
+        await write_completion(pool, job_id, worker_id, result)
+
+
+async def write_completion(pool: asyncpg.Pool, job_id: uuid.UUID, worker_id: str, result: IndexResult) -> JobRow | None:
+    """Mark the job completed with the run's counters; None when it was no longer ours (cancelled)."""
+    return await queries.complete(
+        pool, job_id, worker_id, repository_id=result.repository_id,
+        message=f"Completed: {result.files_indexed} files indexed, {result.chunks_created} chunks",
+        files_scanned=result.files_scanned, files_indexed=result.files_indexed,
+        chunks_created=result.chunks_created,
+        metadata={"files_unchanged": result.files_unchanged, "files_deleted": result.files_deleted,
+                  "chunks_embedded": result.chunks_embedded, "total_chunks": result.total_chunks,
+                  "duration_seconds": round(result.duration_seconds, 3)},
+    )  # fmt: skip
 
 
 async def watch_cancel(sub: Subscription, pool: asyncpg.Pool, job_id: uuid.UUID, run: Running) -> None:
