@@ -79,6 +79,12 @@ async def test_one_process_watches_a_repository_and_another_takes_over_when_it_d
 
     pool = await app.cluster.pool(project.database_name) if app.cluster else None
     assert pool is not None
+
+    async def settled() -> bool:  # the survivor's catch-up run, if any, is over: the edit must be its own
+        active = await pool.fetchval("SELECT count(*) FROM indexing_jobs WHERE status IN ('pending', 'running')")
+        return bool(active == 0)
+
+    await wait_for(settled, within=60)
     (repo / "pkg" / "mod_0001.py").write_text("def seen_after_the_takeover():\n    return 1\n")
 
     async def indexed() -> bool:
