@@ -56,7 +56,17 @@ async def create(conn: Executor, job: IndexingJobCreate) -> tuple[JobRow, bool]:
     active = _row(await conn.fetchrow(_ACTIVE_FOR_REPO, job.repo_path))
     if active is None:  # it finished between the two statements: try once more
         return await create(conn, job)
+    if job.force_reindex and not active.force_reindex and active.status == "pending":
+        # the queued run (a watcher's catch-up, say) has not started: it does what was asked now
+        forced = _row(await conn.fetchrow(_FORCE_PENDING, active.id))
+        if forced is not None:
+            return forced, False
     return active, False
+
+
+_FORCE_PENDING = f"""
+    UPDATE indexing_jobs SET force_reindex = true WHERE id = $1 AND status = 'pending' RETURNING {COLUMNS}
+"""
 
 
 _INSERT_RUNNING = f"""

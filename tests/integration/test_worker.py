@@ -298,3 +298,21 @@ async def test_job_row_has_every_column_of_the_table(app: App, project_id: str) 
     pool = await _pool(app, project_id)
     columns = await pool.fetch("SELECT column_name FROM information_schema.columns WHERE table_name = 'indexing_jobs'")
     assert set(JOB_COLUMNS) == {c["column_name"] for c in columns}
+
+
+async def test_a_forced_request_upgrades_the_pending_run_it_coalesces_with(
+    app: App, tmp_path: Path, project_id: str
+) -> None:
+    pool = await _pool(app, project_id)
+    assert app.worker is not None
+    await app.worker.stop()  # nothing claims: the first job stays pending
+    app.worker = None
+    plain = IndexingJobCreate(repo_path=str(tmp_path), repo_name="r", project_id=project_id)
+    queued, created = await queries.create(pool, plain)
+    assert created and not queued.force_reindex
+    again, created = await queries.create(pool, plain)
+    assert (again.id, created, again.force_reindex) == (queued.id, False, False)
+    forced, created = await queries.create(pool, plain.model_copy(update={"force_reindex": True}))
+    assert (forced.id, created, forced.force_reindex) == (queued.id, False, True)
+    stored = await queries.get(pool, queued.id)
+    assert stored is not None and stored.force_reindex and stored.status == "pending"

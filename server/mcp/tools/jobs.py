@@ -53,11 +53,12 @@ def register(mcp: FastMCP, app: App) -> None:
         )  # fmt: skip
         row, created = await app.enqueue(res.project, job)  # hints every worker, wherever it runs
         jobs.remember(row.id, res.project)
-        message = (
-            "Indexing job queued; follow it with watch_indexing or get_indexing_status"
-            if created
-            else f"This repository already has an active job ({row.status}); returning it"
-        )
+        if created:
+            message = "Indexing job queued; follow it with watch_indexing or get_indexing_status"
+        else:
+            message = f"This repository already has an active job ({row.status}); returning it"
+            if force_reindex:  # a pending one was upgraded; a running one cannot be
+                message += " (it re-reads every file)" if row.force_reindex else " (started without force_reindex)"
         return StartIndexingResult(
             job_id=str(row.id), status=row.status, message=message, project_id=res.project.id,
             database_name=res.project.database_name, coalesced=not created,
