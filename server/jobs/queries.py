@@ -1,4 +1,5 @@
-"""Every SQL statement about `indexing_jobs`, in one place; rows come back as typed `JobRow`s.
+"""The SQL of an index job's life in `indexing_jobs` (the sweep's is in `sweeps.py`, refresh jobs' in
+`refresh.py`); rows come back as typed `JobRow`s.
 
 State transitions are guarded in SQL (`WHERE status = 'running' AND worker_id = $n`)
 so a late "completed" can never overwrite "cancelled". Progress writes are short
@@ -32,7 +33,7 @@ def _row(record: asyncpg.Record | None) -> JobRow | None:
     return None if record is None else JobRow.from_record(record)
 
 
-def _rows(records: list[asyncpg.Record]) -> list[JobRow]:
+def job_rows(records: list[asyncpg.Record]) -> list[JobRow]:
     return [JobRow.from_record(r) for r in records]
 
 
@@ -47,21 +48,28 @@ _ACTIVE_FOR_REPO = f"""
 """
 
 
+async def _insert_or_active(conn: Executor, insert: str, job: IndexingJobCreate, *extra: Any) -> tuple[JobRow, bool]:
+    """Run `insert` (which does nothing when the repository has an active `index` job); else that job."""
+    while True:
+        row = _row(await conn.fetchrow(insert, job.repo_path, job.repo_name, job.project_id, job.force_reindex, *extra))
+        if row is not None:
+            return row, True
+        active = _row(await conn.fetchrow(_ACTIVE_FOR_REPO, job.repo_path))
+        if active is not None:
+            return active, False
+        # it finished between the two statements: try again
+
+
 async def create(conn: Executor, job: IndexingJobCreate) -> tuple[JobRow, bool]:
     """Insert a pending `index` job; if the repository already has an active one, return that one instead
     (refresh jobs are not in the way: they have their own rule, server/jobs/refresh.py)."""
-    row = _row(await conn.fetchrow(_INSERT, job.repo_path, job.repo_name, job.project_id, job.force_reindex))
-    if row is not None:
-        return row, True
-    active = _row(await conn.fetchrow(_ACTIVE_FOR_REPO, job.repo_path))
-    if active is None:  # it finished between the two statements: try once more
-        return await create(conn, job)
-    if job.force_reindex and not active.force_reindex and active.status == "pending":
+    row, created = await _insert_or_active(conn, _INSERT, job)
+    if not created and job.force_reindex and not row.force_reindex and row.status == "pending":
         # the queued run (a watcher's catch-up, say) has not started: it does what was asked now
-        forced = _row(await conn.fetchrow(_FORCE_PENDING, active.id))
+        forced = _row(await conn.fetchrow(_FORCE_PENDING, row.id))
         if forced is not None:
             return forced, False
-    return active, False
+    return row, created
 
 
 _FORCE_PENDING = f"""
@@ -84,18 +92,7 @@ async def create_running(
 ) -> tuple[JobRow, bool]:
     """Record a run this process does itself (`origin` 'cli' or 'tool'): inserted as running, so no
     worker ever claims it. If the repository has an active job, that one comes back, `created` False."""
-    row = _row(
-        await conn.fetchrow(
-            _INSERT_RUNNING, job.repo_path, job.repo_name, job.project_id, job.force_reindex, worker_id, task_name,
-            origin,
-        )
-    )  # fmt: skip
-    if row is not None:
-        return row, True
-    active = _row(await conn.fetchrow(_ACTIVE_FOR_REPO, job.repo_path))
-    if active is None:  # it finished between the two statements: try once more
-        return await create_running(conn, job, worker_id=worker_id, task_name=task_name, origin=origin)
-    return active, False
+    return await _insert_or_active(conn, _INSERT_RUNNING, job, worker_id, task_name, origin)
 
 
 async def interrupt(pool: asyncpg.Pool, job_id: uuid.UUID, worker_id: str, message: str) -> JobRow | None:
@@ -117,7 +114,7 @@ async def get_many(conn: Executor, job_ids: Sequence[uuid.UUID]) -> list[JobRow]
     """The rows of `job_ids` that exist, in one statement (a watch feed's read of a burst of changes)."""
     if not job_ids:
         return []
-    return _rows(await conn.fetch(f"SELECT {COLUMNS} FROM indexing_jobs WHERE id = ANY($1::uuid[])", list(job_ids)))
+    return job_rows(await conn.fetch(f"SELECT {COLUMNS} FROM indexing_jobs WHERE id = ANY($1::uuid[])", list(job_ids)))
 
 
 async def snapshot(conn: Executor, *, since: datetime | None = None, limit: int = 50) -> list[JobRow]:
@@ -131,7 +128,7 @@ async def snapshot(conn: Executor, *, since: datetime | None = None, limit: int 
         )
         ORDER BY updated_at, id
     """
-    return _rows(await conn.fetch(sql, since, limit))
+    return job_rows(await conn.fetch(sql, since, limit))
 
 
 async def watched(
@@ -146,7 +143,7 @@ async def watched(
                        OR updated_at >= coalesce($3::timestamptz, now() - make_interval(secs => $4))))
         ORDER BY updated_at, id
     """
-    return _rows(await conn.fetch(sql, list(job_ids), wide, since, margin_seconds))
+    return job_rows(await conn.fetch(sql, list(job_ids), wide, since, margin_seconds))
 
 
 async def list_jobs(conn: Executor, *, status: str | None = None, limit: int = 20) -> list[JobRow]:
@@ -154,7 +151,7 @@ async def list_jobs(conn: Executor, *, status: str | None = None, limit: int = 2
         SELECT {COLUMNS} FROM indexing_jobs WHERE ($1::text IS NULL OR status = $1)
         ORDER BY created_at DESC LIMIT $2
     """
-    return _rows(await conn.fetch(sql, status, limit))
+    return job_rows(await conn.fetch(sql, status, limit))
 
 
 async def request_cancel(conn: Executor, job_id: uuid.UUID) -> JobRow | None:
@@ -334,75 +331,6 @@ async def mark_worker_stopped(pool: asyncpg.Pool, job_id: uuid.UUID, worker_id: 
         job_id,
         worker_id,
     )
-
-
-RETURNED = ", ".join(f"indexing_jobs.{c}" for c in JOB_COLUMNS)
-
-
-async def rescue_stale(
-    pool: asyncpg.Pool | asyncpg.Connection,
-    *,
-    stale_seconds: float,
-    dead_workers: list[str],
-    max_attempts: int,
-) -> list[JobRow]:
-    """Running index jobs whose worker died: re-queue them, or fail them after `max_attempts`
-    (refresh jobs: `server.jobs.refresh.rescue_stale`). A job run in-process (`metadata.origin`
-    'cli' or 'tool') is failed at once: no worker may take it over."""
-    sql = f"""
-        UPDATE indexing_jobs SET
-            status = CASE WHEN attempts >= $3 OR in_process THEN 'failed' ELSE 'pending' END,
-            completed_at = CASE WHEN attempts >= $3 OR in_process THEN now() END,
-            error_type = CASE WHEN attempts >= $3 OR in_process THEN 'WorkerLost' ELSE error_type END,
-            error_message = CASE
-                WHEN in_process THEN 'the ' || origin || ' process ' || coalesce(worker_id, '?')
-                     || ' stopped while running this job'
-                WHEN attempts >= $3 THEN 'worker ' || coalesce(worker_id, '?') || ' stopped while running this job, '
-                     || attempts || ' attempts made'
-                ELSE error_message END,
-            progress_message = CASE WHEN attempts >= $3 OR in_process THEN 'Failed: worker lost'
-                ELSE 'Re-queued: worker ' || coalesce(worker_id, '?') || ' stopped (attempt '
-                     || attempts || ' of ' || $3 || ')' END,
-            progress_percentage = CASE WHEN attempts >= $3 OR in_process THEN progress_percentage ELSE 0 END,
-            worker_id = NULL, worker_task_id = NULL, connection_id = NULL, heartbeat_at = NULL
-        FROM (SELECT id AS lost_id, coalesce(metadata->>'origin', 'worker') AS origin,
-                     coalesce(metadata->>'origin', 'worker') <> 'worker' AS in_process
-              FROM indexing_jobs
-              WHERE status = 'running' AND kind = 'index'
-                AND (heartbeat_at < now() - make_interval(secs => $1) OR worker_id = ANY($2::text[]))) AS lost
-        WHERE indexing_jobs.id = lost.lost_id AND status = 'running'
-        RETURNING {RETURNED}
-    """
-    return _rows(await pool.fetch(sql, stale_seconds, dead_workers, max_attempts))
-
-
-async def fail_overdue(pool: asyncpg.Pool | asyncpg.Connection, timeout_seconds: int) -> list[JobRow]:
-    """Jobs running longer than INDEXING_JOB_TIMEOUT_SECONDS, whoever runs them."""
-    sql = f"""
-        UPDATE indexing_jobs SET status = 'failed', completed_at = now(), error_type = 'JobTimeout',
-            error_message = 'job exceeded INDEXING_JOB_TIMEOUT_SECONDS=' || $1,
-            progress_message = 'Failed: timed out'
-        WHERE status = 'running' AND started_at < now() - make_interval(secs => $1)
-        RETURNING {COLUMNS}
-    """
-    return _rows(await pool.fetch(sql, timeout_seconds))
-
-
-async def running_worker_ids(pool: asyncpg.Pool | asyncpg.Connection) -> list[str]:
-    rows = await pool.fetch("SELECT DISTINCT worker_id FROM indexing_jobs WHERE status = 'running'")
-    return [r["worker_id"] for r in rows if r["worker_id"]]
-
-
-async def delete_expired(pool: asyncpg.Pool | asyncpg.Connection, retention_days: int) -> int:
-    status: str = await pool.execute(
-        """
-        DELETE FROM indexing_jobs
-        WHERE status IN ('completed', 'failed', 'cancelled')
-          AND coalesce(completed_at, cancelled_at, created_at) < now() - make_interval(days => $1)
-        """,
-        retention_days,
-    )
-    return int(status.split()[-1])
 
 
 async def hint_claimable(registry: asyncpg.Pool | asyncpg.Connection, database: str) -> None:

@@ -28,7 +28,7 @@ from listener import Notifier, Subscription
 from server.db.budget import ConnectionLimitError
 from server.db.cluster import Cluster, database_of
 from server.db.registry import Project, Registry
-from server.jobs import queries, refresh
+from server.jobs import queries, refresh, sweeps
 from server.jobs.channels import HINT_CHANNEL, JOBS_CHANNEL, PROJECTS_CHANNEL
 from server.jobs.models import JobRow
 from server.jobs.running import JobRun, RunJob, Running, ThrottledProgress, heartbeat, run_guarded, watch_cancel
@@ -316,8 +316,8 @@ class Worker:
     async def _sweep_one(self, db: str) -> None:
         running_here = {r.kind for r in self.running.values() if r.database == db}
         async with self.cluster.probe(db) as conn:  # one short-lived connection, no pool left behind
-            dead = dead_local_workers(await queries.running_worker_ids(conn))
-            rescued = await queries.rescue_stale(
+            dead = dead_local_workers(await sweeps.running_worker_ids(conn))
+            rescued = await sweeps.rescue_stale(
                 conn, stale_seconds=self.settings.stale_job_seconds, dead_workers=dead, max_attempts=MAX_ATTEMPTS
             )
             rescued += await refresh.rescue_stale(
@@ -326,8 +326,8 @@ class Worker:
             )  # fmt: skip
             for r in rescued:
                 log.warning("rescued job %s: %s", r.id, r.progress_message)
-            await queries.fail_overdue(conn, self.settings.indexing_job_timeout_seconds)
-            await queries.delete_expired(conn, self.settings.job_status_retention_days)
+            await sweeps.fail_overdue(conn, self.settings.indexing_job_timeout_seconds)
+            await sweeps.delete_expired(conn, self.settings.job_status_retention_days)
             # a kind this process runs there is looked at again when that job ends
             pending = [lane.kind for lane in self.lanes if lane.kind not in running_here]
             pending = [kind for kind in pending if await queries.has_pending(conn, kind)]

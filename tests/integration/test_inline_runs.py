@@ -13,7 +13,7 @@ import pytest
 
 from server.app import App
 from server.embeddings import Embedder
-from server.jobs import queries
+from server.jobs import queries, sweeps
 from server.jobs.inline import RepositoryBusyError, RunCancelledError
 from server.jobs.models import IndexingJobCreate, IndexingJobProgress
 from server.jobs.watch import JobChange, JobWatch
@@ -95,7 +95,7 @@ async def test_a_dead_in_process_run_is_failed_not_requeued(app: App, tmp_path: 
     assert created and row.status == "running"
     assert await queries.claim_next(pool, "someone:1:x", "job-1") is None  # running rows are never claimed
 
-    rescued = await queries.rescue_stale(pool, stale_seconds=3600, dead_workers=[dead], max_attempts=3)
+    rescued = await sweeps.rescue_stale(pool, stale_seconds=3600, dead_workers=[dead], max_attempts=3)
     assert [r.id for r in rescued] == [row.id]
     view = IndexingJobProgress.from_row(rescued[0])
     assert view.status == "failed" and view.error_type == "WorkerLost" and view.origin == "cli"
