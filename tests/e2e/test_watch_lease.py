@@ -56,6 +56,17 @@ async def test_one_process_watches_a_repository_and_another_takes_over_when_it_d
     repo = make_python_repo(tmp_path / "repo", 3).resolve()
     project: Project = (await app.resolver.resolve("lease-test", None, create=True)).project
     await app.index(project, repo)
+    pool = await app.cluster.pool(project.database_name) if app.cluster else None
+    assert pool is not None
+
+    async def settled() -> bool:
+        active = await pool.fetchval("SELECT count(*) FROM indexing_jobs WHERE status IN ('pending', 'running')")
+        return bool(active == 0)
+
+    async def index_jobs() -> int:
+        return int(await pool.fetchval("SELECT count(*) FROM indexing_jobs WHERE kind = 'index'"))
+
+    indexed_once = await index_jobs()
     env = {**e2e_env, "WATCH_LEASE_RETRY_SECONDS": "0.5", "WATCH_DEBOUNCE_MS": "100"}
     first, second = processes.spawn("watch", str(repo), env=env), processes.spawn("watch", str(repo), env=env)
     conn = await connect_db(database_of(e2e_env["REGISTRY_DATABASE_URL"]))
@@ -73,18 +84,20 @@ async def test_one_process_watches_a_repository_and_another_takes_over_when_it_d
     assert holder_pid in (first.pid, second.pid)
     victim, survivor = (first, second) if holder_pid == first.pid else (second, first)
 
+    async def holder_caught_up() -> bool:  # the first holder's catch-up run exists and is over
+        return await index_jobs() > indexed_once and await settled()
+
+    await wait_for(holder_caught_up, within=60)
+    before = await index_jobs()
+
     victim.kill()  # SIGKILL: no cleanup, its connection just drops
     taken = await wait_for(one_holder, within=30)
     assert taken == f"{APP_NAME_PREFIX}{survivor.pid}"
 
-    pool = await app.cluster.pool(project.database_name) if app.cluster else None
-    assert pool is not None
+    async def caught_up() -> bool:  # the survivor's own catch-up run exists and is over: the edit must be new to it
+        return await index_jobs() > before and await settled()
 
-    async def settled() -> bool:  # the survivor's catch-up run, if any, is over: the edit must be its own
-        active = await pool.fetchval("SELECT count(*) FROM indexing_jobs WHERE status IN ('pending', 'running')")
-        return bool(active == 0)
-
-    await wait_for(settled, within=60)
+    await wait_for(caught_up, within=60)
     (repo / "pkg" / "mod_0001.py").write_text("def seen_after_the_takeover():\n    return 1\n")
 
     async def indexed() -> bool:
@@ -96,4 +109,4 @@ async def test_one_process_watches_a_repository_and_another_takes_over_when_it_d
 
     await wait_for(indexed, within=60)
     kinds = [r["kind"] for r in await pool.fetch("SELECT kind FROM indexing_jobs ORDER BY created_at")]
-    assert "refresh" in kinds and kinds.count("index") >= 1  # catch-up index jobs, then the edit's refresh
+    assert kinds.count("index") == before + 1 and kinds[-1] == "refresh"  # the survivor catches up, the edit refreshes
