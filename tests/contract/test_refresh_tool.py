@@ -82,12 +82,14 @@ async def test_pending_changes_show_until_the_refresh_ran_and_a_second_call_join
     assert set(pending.jobs) == {str(r.job.job_id) for r in queued.repositories}
     assert set(pending.whole_repositories) == {str(first), str(second)}
 
+    queued_first = next(r.job.job_id for r in queued.repositories if r.repo_path == str(first))
+    joined = await _refresh(mcp_client, project_id, repo_path=str(first), wait=False)  # still nothing runs it
+    assert not joined.waited and joined.repositories[0].joined
+    assert joined.repositories[0].job.job_id == queued_first
+
     await app.start_worker()
-    joined = await _refresh(mcp_client, project_id, repo_path=str(first))
-    assert joined.waited and joined.repositories[0].joined
-    assert joined.repositories[0].job.job_id == next(
-        r.job.job_id for r in queued.repositories if r.repo_path == str(first)
-    )
+    done = await _refresh(mcp_client, project_id, repo_path=str(first))  # joins it, or follows it if it ran
+    assert done.waited and done.repositories[0].job.status == "completed"
     found = await _search(mcp_client, "queued_but_not_run", project_id)
     assert found.results[0].file_path == "pkg/mod_0000.py"
 
