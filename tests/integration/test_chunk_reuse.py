@@ -60,7 +60,9 @@ async def _incomplete(pool: asyncpg.Pool) -> int:
     return n
 
 
-async def test_an_edit_keeps_the_rows_and_vectors_of_unchanged_chunks(app: App, tmp_path: Path, project_id: str) -> None:
+async def test_an_edit_keeps_the_rows_and_vectors_of_unchanged_chunks(
+    app: App, tmp_path: Path, project_id: str
+) -> None:
     repo = make_python_repo(tmp_path / "repo", 4)
     project, pool = await _project(app, project_id)
     await app.index(project, repo)
@@ -69,7 +71,8 @@ async def test_an_edit_keeps_the_rows_and_vectors_of_unchanged_chunks(app: App, 
 
     # A function added at the top: every old chunk moves down, none changes its text.
     path = repo / "pkg" / "mod_0001.py"
-    path.write_text('"""Module 1: helpers for area 1."""\n\n\ndef inserted_first(x):\n    return x * 2\n' + path.read_text())
+    head = '"""Module 1: helpers for area 1."""\n\n\ndef inserted_first(x):\n    return x * 2\n'
+    path.write_text(head + path.read_text())
     again = await app.index(project, repo)
 
     after = await _rows(pool, "pkg/mod_0001.py")

@@ -12,8 +12,8 @@ import pytest
 
 from server.app import App
 from server.indexer import vector_index
-from server.indexer.vector_index import STATIC
 from server.indexer.pipeline import Progress, index_repository
+from server.indexer.vector_index import STATIC
 from server.search.engine import CodeSearch
 from server.search.request import SearchRequest
 from tests.repos import make_python_repo, write_files
