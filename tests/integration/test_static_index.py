@@ -163,3 +163,28 @@ async def test_an_interrupted_build_is_seen_as_such_and_replaced(app: App, proje
     async with pool.acquire() as conn:
         assert await vector_index.build(conn, STATIC) is True
     assert await _state(pool) == "valid"
+
+
+async def test_a_rewrite_of_stored_files_drops_the_index_once_its_rows_reach_the_rule(
+    app: App, tmp_path: Path, project_id: str
+) -> None:
+    repo = _repo(tmp_path / "repo", 300)
+    pool = await _pool(app, project_id)
+    await index_repository(repo, "repo", pool, None, static_tier=True)
+    for path in (repo / "pkg").glob("*.py"):  # every chunk's text changes: no row can be kept
+        path.write_text(path.read_text().replace("helpers for area", "utilities of zone").replace("    ", "  "))
+    states: list[vector_index.State] = []
+
+    async def watch(p: Progress) -> None:
+        if p.phase == "storing" and p.files_indexed > 0:
+            states.append(await _state(pool))
+
+    result = await index_repository(
+        repo, "repo", pool, None, progress_callback=watch, static_tier=True, bulk_load_chunks=300
+    )
+    assert result.files_indexed == 300 and result.chunks_kept == 0
+    # Changed files are not in the estimate made before storing (their rows might be kept): the index
+    # went on taking rows until the rewritten ones reached the rule, and was built again after.
+    assert states[0] == "valid" and states[-1] == "absent", states
+    assert await _state(pool) == "valid"
+    assert await pool.fetchval("SELECT count(*) FROM chunks WHERE static_embedding IS NULL") == 0
