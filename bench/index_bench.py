@@ -32,7 +32,7 @@ from pathlib import Path
 from server.app import App
 from server.indexer.pipeline import IndexResult, Progress, index_repository
 from server.indexer.prepare import shutdown_executor
-from server.indexer.static_index import BULK_LOAD_MIN_CHUNKS
+from server.indexer.vector_index import BULK_LOAD_MIN_CHUNKS
 from server.settings import Settings
 
 HERE = Path(__file__).resolve().parent
@@ -170,7 +170,7 @@ async def run(args: argparse.Namespace) -> None:
     sampler = asyncio.create_task(procs.run())
     seen = Milestones()
     embedder = None if args.transformer == "none" else app.embedder
-    bulk_load_chunks = 2**62 if args.keep_static_index else BULK_LOAD_MIN_CHUNKS
+    bulk_load_chunks = 2**62 if args.keep_vector_index else BULK_LOAD_MIN_CHUNKS
     task = asyncio.create_task(
         index_repository(
             root, "corpus", pool, embedder, progress_callback=seen, static_tier=True, bulk_load_chunks=bulk_load_chunks

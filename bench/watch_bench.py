@@ -296,7 +296,8 @@ async def run(args: argparse.Namespace) -> None:
         if args.vectors == "real":
             result = await app.index(project, repo)
         else:
-            result = await index_repository(repo, repo.name, pool, None)
+            # static vectors as `serve` stores them; transformer ones are placeholders
+            result = await index_repository(repo, repo.name, pool, None, static_tier=app.static_embedder is not None)
             placeholders = await placeholder_vectors(pool)
             print(f"  {placeholders} chunks got placeholder transformer vectors (--vectors placeholder)")
         print(

@@ -1,5 +1,6 @@
 """`index_repository`: scan → prepare (chunk, full text, static vectors; in worker processes) →
-store → (re)build the static vector index → fill the transformer tier.
+store → (re)build the static vector index → fill the transformer tier (cached vectors, (re)build
+the transformer vector index, embed the rest).
 
 A stored batch is searchable at once, by full text and (with a static model) by meaning; the
 transformer tier is filled in afterwards in the same run, which ends when every chunk has a
@@ -24,13 +25,14 @@ import asyncpg
 
 from server.embeddings.base import Embedder
 from server.errors import UserError
-from server.indexer import static_index, store
+from server.indexer import store, vector_index
 from server.indexer.fill import fill_rows, fill_transformer_tier
 from server.indexer.prepare import Prepared, PrepareJob, executor, prepare
 from server.indexer.progress import CHUNK_BYTES_GUESS, Phase, Progress, ProgressCallback, Reporter, WorkModel
 from server.indexer.scanner import DEFAULT_MAX_FILE_SIZE, scan_repository
 from server.indexer.scope import PathScope
 from server.indexer.types import FileRecord
+from server.indexer.vector_index import STATIC, TRANSFORMER, VectorIndex
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,7 @@ class IndexResult:
     files_skipped: dict[str, int] = field(default_factory=dict)
     files_to_index: int = 0
     chunks_created: int = 0
+    chunks_kept: int = 0  # unchanged chunks of changed files: rows and vectors kept
     chunks_embedded: int = 0
     embedding_cache_hits: int = 0
     total_files: int = 0
@@ -139,7 +142,7 @@ async def index_repository(
     paths: Sequence[str] | None = None,
     content_lock: ContentLock | None = None,
     embed_stored_only: bool = False,
-    bulk_load_chunks: int = static_index.BULK_LOAD_MIN_CHUNKS,
+    bulk_load_chunks: int = vector_index.BULK_LOAD_MIN_CHUNKS,
 ) -> IndexResult:
     """Index `repo_path` into the project database behind `pool`.
 
@@ -149,8 +152,9 @@ async def index_repository(
     the run to those files: each is read again and indexed if present and not ignored, marked
     deleted if not. `content_lock` is held from the scan until the files are stored.
     `embed_stored_only`: fill in only the chunks of the files this run stored (other runs fill in theirs).
-    A load of about `bulk_load_chunks` new chunks or more (and at least half the table) drops the
-    static vector index while storing and builds it after (server/indexer/static_index.py).
+    Writing about `bulk_load_chunks` rows or more (and at least half the table) into a vector index
+    drops it first and builds it after (server/indexer/vector_index.py): the static index for new
+    chunks while storing, either index for cached transformer vectors.
     """
     started = time.monotonic()
     root = Path(os.path.abspath(repo_path))  # not resolve(): that would follow a symlink swapped in
@@ -165,19 +169,29 @@ async def index_repository(
     result.searchable_seconds = time.monotonic() - started
     run.searchable_at = time.time()
     await run.read_coverage(force=True)  # sets semantic_at when every chunk has its static vector
-    await _ensure_static_index(run)
+    await _ensure_index(run, STATIC)
 
-    if embedder is not None:
-        # Said at once, not after the cache lookup (minutes for a big change: every cache hit is an
-        # HNSW insert): the files are searchable, and a refresh waiting for this phase may go.
+    if embedder is None:
+        await _ensure_index(run, TRANSFORMER)
+    else:
+        # Said at once, not after the cache lookup: the files are searchable, and a refresh waiting
+        # for this phase may go.
         await run.read_coverage(force=True)
         await run("Searchable; taking transformer vectors of unchanged texts from the cache", "embedding")
         own: list[asyncpg.Record] = []
         async with pool.acquire() as conn:
+            # Every row given a cached vector is a new row version in both vector indexes.
+            hits = await store.cache_hits(conn, repo_id, result.stored_paths if embed_stored_only else None)
+            existing = await vector_index.table_chunks(conn)
+            if vector_index.worth_dropping(hits, existing, bulk_load_chunks):
+                for index in vector_index.INDEXES:
+                    await vector_index.drop(conn, index)
             if embed_stored_only:  # this run's chunks only: cached texts first, then the rest
                 result.embedding_cache_hits, own = await store.unembedded_of_files(conn, repo_id, result.stored_paths)
             else:
                 result.embedding_cache_hits = await store.fill_from_cache(conn, repo_id)
+        for index in vector_index.INDEXES:
+            await _ensure_index(run, index)
         todo = len(own) if embed_stored_only else (await run.read_coverage(force=True)).unembedded
         run.work.start_embed(todo)
         await run(f"Searchable; embedding {todo} chunks with the transformer", "embedding")
@@ -251,14 +265,17 @@ async def _scan_and_store(
     run.work.start_store(job_bytes)
     await run(f"Scanned {len(scan.files)} files: {len(jobs)} to index", "scanning")
 
-    if static_tier:
-        async with pool.acquire() as conn:
-            expected = int(job_bytes / CHUNK_BYTES_GUESS)
-            existing = await static_index.table_chunks(conn)
-            if static_index.worth_dropping(expected, existing, bulk_load_chunks):
-                await static_index.drop(conn)  # built once after the load, far faster than row by row
-                run.work.expect_index(existing + expected)
-    await _prepare_and_store(jobs, run, known, max_file_size, static_tier)
+    guard = vector_index.BulkGuard(STATIC, bulk_load_chunks, active=static_tier)
+    moves = vector_index.BulkGuard(TRANSFORMER, bulk_load_chunks)  # kept rows that move (have vectors)
+    async with pool.acquire() as conn:
+        guard.existing = moves.existing = await vector_index.table_chunks(conn)
+    # Files not stored before (or stored in an older format) bring only new rows; changed files
+    # keep the rows of their unchanged chunks, so theirs are counted as they are written.
+    new_bytes = sum(j.file.size for j in jobs if _new_file(known.get(j.file.rel_path), not rechunk))
+    await guard.wrote(pool, int(new_bytes / CHUNK_BYTES_GUESS))
+    if guard.dropped:
+        run.work.expect_index(guard.existing)
+    await _prepare_and_store(jobs, run, known, max_file_size, static_tier, not rechunk, (guard, moves))
 
     present = {f.rel_path for f in scan.files}
     gone = [p for p, k in known.items() if p not in present and not k.is_deleted and (not scope or scope.covers(p))]
@@ -273,18 +290,18 @@ async def _scan_and_store(
     return run, stored_format
 
 
-async def _ensure_static_index(run: _Run) -> None:
-    """Build the static vector index if it is missing (dropped for this load, or by a run that
-    never finished); static search is an exact scan until then, correct but slower."""
+async def _ensure_index(run: _Run, index: VectorIndex) -> None:
+    """Build a vector index if it is missing (dropped for a bulk write, or by a run that never
+    finished); search over its tier is an exact scan until then, correct but slower."""
     async with run.pool.acquire() as conn:
-        if await static_index.state(conn) in ("valid", "building"):
+        if await vector_index.state(conn, index) in ("valid", "building"):
             return
-        rows = await static_index.table_chunks(conn)
+        rows = await vector_index.table_chunks(conn)
         run.work.start_index(rows)
-        await run(f"Searchable; building the static vector index over {rows} chunks", "vector_index")
-        await static_index.build(conn)
+        await run(f"Searchable; building the {index.tier} vector index over {rows} chunks", "vector_index")
+        await vector_index.build(conn, index)
     run.work.finish_index()
-    await run("Static vector index built", "vector_index")
+    await run(f"{index.tier.capitalize()} vector index built", "vector_index")
 
 
 def summary(result: IndexResult) -> str:
@@ -297,7 +314,13 @@ def summary(result: IndexResult) -> str:
 
 
 async def _prepare_and_store(
-    jobs: list[PrepareJob], run: _Run, known: dict[str, store.KnownFile], max_size: int, static_tier: bool
+    jobs: list[PrepareJob],
+    run: _Run,
+    known: dict[str, store.KnownFile],
+    max_size: int,
+    static_tier: bool,
+    keep_unchanged: bool,
+    guards: tuple[vector_index.BulkGuard, vector_index.BulkGuard],
 ) -> None:
     result = run.result
     total = len(jobs)
@@ -320,9 +343,16 @@ async def _prepare_and_store(
             if isinstance(r, tuple) and r[0] != "same":
                 result.files_skipped[r[0]] = result.files_skipped.get(r[0], 0) + 1
         async with run.pool.acquire() as conn:
-            written = await store.replace_files(conn, result.repository_id, records)  # writers interleave
+            replaced = await store.replace_files(conn, result.repository_id, records, keep_unchanged=keep_unchanged)
             await store.touch_files(conn, [known[p].id for p in same], [sizes[p][1] for p in same])
+        written = replaced.inserted
+        # The estimate for files new to the index gives way to what was written (moved rows are new
+        # row versions in the index too).
+        estimated = sum(sizes[r.rel_path][0] for r in records if _new_file(known.get(r.rel_path), keep_unchanged))
+        await guards[0].wrote(run.pool, replaced.inserted + replaced.moved - int(estimated / CHUNK_BYTES_GUESS))
+        await guards[1].wrote(run.pool, replaced.moved)
         result.chunks_created += written
+        result.chunks_kept += replaced.kept
         result.files_indexed += len(records)
         result.stored_paths.extend(r.rel_path for r in records)
         result.files_unchanged += len(same)
@@ -351,6 +381,11 @@ async def _prepare_and_store(
         for task in writes:
             task.cancel()
         await asyncio.gather(*writes, return_exceptions=True)
+
+
+def _new_file(known: store.KnownFile | None, keep_unchanged: bool) -> bool:
+    """Whether every chunk of the file is written anew (it has no rows to keep)."""
+    return known is None or known.is_deleted or not keep_unchanged
 
 
 def _paths(prepared: list[Prepared]) -> list[str]:

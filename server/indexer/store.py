@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
 import numpy as np
 import numpy.typing as npt
-from pgvector import Vector
+from pgvector import HalfVector, Vector
 
 from server.db.cluster import Conn
-from server.indexer.types import FileRecord
+from server.indexer.types import ChunkRow, FileRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +76,25 @@ async def touch_files(conn: Conn, ids: Sequence[int], mtimes: Sequence[int]) -> 
         )
 
 
-async def replace_files(conn: Conn, repo_id: uuid.UUID, records: Sequence[FileRecord]) -> int:
-    """Upsert files and swap their chunks in one transaction; returns chunks written."""
+@dataclass(frozen=True, slots=True)
+class Replaced:
+    inserted: int  # new chunk rows (no transformer vector yet)
+    kept: int  # unchanged chunks that kept their rows and vectors
+    moved: int  # kept rows whose lines moved or that got their static vector (new row versions in every index)
+
+
+async def replace_files(
+    conn: Conn, repo_id: uuid.UUID, records: Sequence[FileRecord], *, keep_unchanged: bool = True
+) -> Replaced:
+    """Upsert files and bring their chunks to the new state in one transaction.
+
+    With `keep_unchanged`, a chunk whose row would be identical but for its lines (same text,
+    symbol, kind, role, language and tiers in the same file) keeps its row and vectors, its lines
+    updated if they moved: a branch switch or an edit rewrites only the chunks that changed, and
+    nothing else needs embedding or indexing again. Without it (a forced or re-formatted run)
+    every old chunk is replaced."""
     if not records:
-        return 0
+        return Replaced(0, 0, 0)
     async with conn.transaction():
         rows = await conn.fetch(
             """
@@ -102,30 +118,61 @@ async def replace_files(conn: Conn, repo_id: uuid.UUID, records: Sequence[FileRe
             [r.role for r in records],
         )
         ids = {row["rel_path"]: row["id"] for row in rows}
-        await conn.execute("DELETE FROM chunks WHERE file_id = ANY($1::bigint[])", list(ids.values()))
-        chunk_rows = [
-            (
-                ids[r.rel_path],
-                repo_id,
-                c.start_line,
-                c.end_line,
-                c.symbol,
-                c.kind,
-                c.language,
-                c.role,
-                c.content,
-                c.content_hash,
-                c.tsv,
-                c.embed_hash,
-                c.embed_priority,
-                c.static_embedding,
+        old = await conn.fetch(
+            f"""
+            SELECT id, start_line, end_line, {", ".join(_SAME_CHUNK)}, static_embedding IS NOT NULL AS has_static
+            FROM chunks WHERE file_id = ANY($1::bigint[]) ORDER BY file_id, start_line, id
+            """,
+            list(ids.values()),
+        )
+        spare: dict[tuple[object, ...], deque[asyncpg.Record]] = defaultdict(deque)
+        for o in old:
+            spare[tuple(o[k] for k in _SAME_CHUNK) if keep_unchanged else (o["id"],)].append(o)
+        chunk_rows: list[tuple[object, ...]] = []
+        moved: list[tuple[int, int, int, HalfVector | None]] = []  # new lines, a static vector to fill in
+        kept = 0
+        for r in records:
+            file_id = ids[r.rel_path]
+            for c in r.chunks:
+                same = spare.get(_chunk_key(file_id, c)) if keep_unchanged else None
+                if same:  # the first old row of this text, in line order: repeats keep their order
+                    row = same.popleft()
+                    kept += 1
+                    # A row stored before the static tier was on gets its static vector now.
+                    fill = None if row["has_static"] else c.static_embedding
+                    if fill is not None or (row["start_line"], row["end_line"]) != (c.start_line, c.end_line):
+                        static = None if fill is None else HalfVector(fill)
+                        moved.append((row["id"], c.start_line, c.end_line, static))
+                    continue
+                chunk_rows.append(
+                    (
+                        file_id, repo_id, c.start_line, c.end_line, c.symbol, c.kind, c.language, c.role,
+                        c.content, c.content_hash, c.tsv, c.embed_hash, c.embed_priority, c.static_embedding,
+                    )
+                )  # fmt: skip
+        gone = [o["id"] for rest in spare.values() for o in rest]
+        if gone:
+            await conn.execute("DELETE FROM chunks WHERE id = ANY($1::bigint[])", gone)
+        if moved:
+            await conn.execute(
+                """
+                UPDATE chunks SET start_line = u.s, end_line = u.e, static_embedding = COALESCE(u.v, static_embedding)
+                FROM unnest($1::bigint[], $2::int[], $3::int[], $4::halfvec[]) AS u(i, s, e, v) WHERE id = u.i
+                """,
+                *(list(col) for col in zip(*moved, strict=True)),
             )
-            for r in records
-            for c in r.chunks
-        ]
         if chunk_rows:
             await conn.copy_records_to_table("chunks", records=chunk_rows, columns=_CHUNK_COLUMNS)
-        return len(chunk_rows)
+        return Replaced(len(chunk_rows), kept, len(moved))
+
+
+# What makes an old chunk row the same as a new one but for its lines: everything else a row holds
+# (full text, the vectors' inputs) follows from these and the file's path.
+_SAME_CHUNK = ("file_id", "embed_hash", "content_hash", "symbol", "kind", "role", "language", "embed_priority")
+
+
+def _chunk_key(file_id: int, c: ChunkRow) -> tuple[object, ...]:
+    return (file_id, c.embed_hash, c.content_hash, c.symbol, c.kind, c.role, c.language, c.embed_priority)
 
 
 async def mark_deleted(conn: Conn, repo_id: uuid.UUID, rel_paths: Sequence[str]) -> int:
@@ -143,6 +190,21 @@ async def mark_deleted(conn: Conn, repo_id: uuid.UUID, rel_paths: Sequence[str])
         )
         await conn.execute("DELETE FROM chunks WHERE file_id = ANY($1::bigint[])", [r["id"] for r in ids])
     return len(ids)
+
+
+async def cache_hits(conn: Conn, repo_id: uuid.UUID, rel_paths: Sequence[str] | None = None) -> int:
+    """How many chunks still without a transformer vector have a cached one (of these files, or all)."""
+    n: int = await conn.fetchval(
+        """
+        SELECT count(*) FROM chunks c JOIN embedding_cache e ON e.text_hash = c.embed_hash
+        WHERE c.repository_id = $1 AND c.embedding IS NULL
+          AND ($2::text[] IS NULL
+               OR c.file_id IN (SELECT id FROM files WHERE repository_id = $1 AND rel_path = ANY($2)))
+        """,
+        repo_id,
+        None if rel_paths is None else list(rel_paths),
+    )
+    return n
 
 
 async def fill_from_cache(conn: Conn, repo_id: uuid.UUID) -> int:

@@ -11,8 +11,9 @@ import asyncpg
 import pytest
 
 from server.app import App
-from server.indexer import static_index
+from server.indexer import vector_index
 from server.indexer.pipeline import Progress, index_repository
+from server.indexer.vector_index import STATIC
 from server.search.engine import CodeSearch
 from server.search.request import SearchRequest
 from tests.repos import make_python_repo, write_files
@@ -48,9 +49,9 @@ async def _pool(app: App, project_id: str) -> asyncpg.Pool:
     return await app.cluster.pool(project.database_name)
 
 
-async def _state(pool: asyncpg.Pool) -> static_index.State:
+async def _state(pool: asyncpg.Pool) -> vector_index.State:
     async with pool.acquire() as conn:
-        return await static_index.state(conn)
+        return await vector_index.state(conn, STATIC)
 
 
 async def test_bulk_load_searches_by_exact_scan_then_builds_the_index(
@@ -61,7 +62,7 @@ async def test_bulk_load_searches_by_exact_scan_then_builds_the_index(
     engine = CodeSearch.from_app(app)
     assert await _state(pool) == "valid"  # as the migration made it
     seen: list[Progress] = []
-    states: list[static_index.State] = []
+    states: list[vector_index.State] = []
     found_while_storing: list[str] = []
 
     async def watch(p: Progress) -> None:
@@ -94,7 +95,7 @@ async def test_bulk_load_searches_by_exact_scan_then_builds_the_index(
 async def test_a_small_load_keeps_the_index(app: App, tmp_path: Path, project_id: str) -> None:
     repo = _repo(tmp_path / "repo", 20)
     pool = await _pool(app, project_id)
-    states: list[static_index.State] = []
+    states: list[vector_index.State] = []
     phases: list[str] = []
 
     async def watch(p: Progress) -> None:
@@ -112,7 +113,7 @@ async def test_the_next_run_rebuilds_an_index_a_run_left_missing(app: App, tmp_p
     pool = await _pool(app, project_id)
     await index_repository(repo, "repo", pool, None, static_tier=True)
     async with pool.acquire() as conn:
-        await static_index.drop(conn)  # as a run cancelled between its drop and its build leaves it
+        await vector_index.drop(conn, STATIC)  # as a run cancelled between its drop and its build leaves it
     assert await _state(pool) == "absent"
     phases: list[str] = []
 
@@ -129,7 +130,7 @@ async def test_an_interrupted_build_is_seen_as_such_and_replaced(app: App, proje
     pool = await _pool(app, project_id)
     await index_repository(repo, "repo", pool, None, static_tier=True)
     async with pool.acquire() as conn:
-        await static_index.drop(conn)
+        await vector_index.drop(conn, STATIC)
     writer = await pool.acquire()
     builder: asyncio.Task[bool] | None = None
     try:
@@ -140,7 +141,7 @@ async def test_an_interrupted_build_is_seen_as_such_and_replaced(app: App, proje
 
         async def build() -> bool:
             async with pool.acquire() as conn:
-                return await static_index.build(conn)
+                return await vector_index.build(conn, STATIC)
 
         builder = asyncio.create_task(build())
         for _ in range(200):
@@ -149,7 +150,7 @@ async def test_an_interrupted_build_is_seen_as_such_and_replaced(app: App, proje
             await asyncio.sleep(0.05)
         assert await _state(pool) == "building"
         async with pool.acquire() as conn:
-            assert await static_index.build(conn) is False  # another build runs: left alone
+            assert await vector_index.build(conn, STATIC) is False  # another build runs: left alone
         builder.cancel()  # asyncpg cancels the statement on the server: the index stays invalid
         with pytest.raises(asyncio.CancelledError):
             await builder
@@ -160,5 +161,30 @@ async def test_an_interrupted_build_is_seen_as_such_and_replaced(app: App, proje
         await pool.release(writer)
     assert await _state(pool) == "invalid"
     async with pool.acquire() as conn:
-        assert await static_index.build(conn) is True
+        assert await vector_index.build(conn, STATIC) is True
     assert await _state(pool) == "valid"
+
+
+async def test_a_rewrite_of_stored_files_drops_the_index_once_its_rows_reach_the_rule(
+    app: App, tmp_path: Path, project_id: str
+) -> None:
+    repo = _repo(tmp_path / "repo", 300)
+    pool = await _pool(app, project_id)
+    await index_repository(repo, "repo", pool, None, static_tier=True)
+    for path in (repo / "pkg").glob("*.py"):  # every chunk's text changes: no row can be kept
+        path.write_text(path.read_text().replace("helpers for area", "utilities of zone").replace("    ", "  "))
+    states: list[vector_index.State] = []
+
+    async def watch(p: Progress) -> None:
+        if p.phase == "storing" and p.files_indexed > 0:
+            states.append(await _state(pool))
+
+    result = await index_repository(
+        repo, "repo", pool, None, progress_callback=watch, static_tier=True, bulk_load_chunks=300
+    )
+    assert result.files_indexed == 300 and result.chunks_kept == 0
+    # Changed files are not in the estimate made before storing (their rows might be kept): the index
+    # went on taking rows until the rewritten ones reached the rule, and was built again after.
+    assert states[0] == "valid" and states[-1] == "absent", states
+    assert await _state(pool) == "valid"
+    assert await pool.fetchval("SELECT count(*) FROM chunks WHERE static_embedding IS NULL") == 0
