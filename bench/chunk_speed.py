@@ -1,15 +1,20 @@
 """Chunking throughput over a directory tree: scan, read, chunk and full-text tokens, by language.
 
-    python bench/chunk_speed.py [ROOT] [--jobs N]
+    python bench/chunk_speed.py [ROOT] [--jobs N] [--prepare N]
 
 ROOT defaults to the standard corpus (~/.cache/codebase-bench/corpus-10k, built by
 shared/bench/make-corpus.sh). With --jobs N the chunking also runs in N processes, as the
-indexer may, to show the wall-clock figure on this machine.
+indexer may, to show the wall-clock figure on this machine. With --prepare N, N files (a fixed
+shuffle, 0 for all) go through what a chunking worker does for the store (`prepare` with the
+static tier: chunks, full-text documents, hashes, static vectors), in this process, in batches as
+the indexer sends them; then the static tier alone (tokens, then vectors) over those chunks.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import random
 import sys
 import time
 from collections import defaultdict
@@ -17,10 +22,15 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ["TOKENIZERS_PARALLELISM"] = "false"  # as in the indexer's workers (one per core)
 
+from server.embeddings.static import StaticEmbedder, static_text
 from server.indexer.chunker import chunk_file
-from server.indexer.scanner import LoadedFile, load_file, scan_repository
+from server.indexer.pipeline import FILES_PER_BATCH
+from server.indexer.prepare import PrepareJob, prepare
+from server.indexer.scanner import DEFAULT_MAX_FILE_SIZE, LoadedFile, load_file, scan_repository
 from server.indexer.tokens import code_tokens
+from server.indexer.types import FileRecord, ScannedFile
 
 DEFAULT_ROOT = Path.home() / ".cache" / "codebase-bench" / "corpus-10k"
 
@@ -33,6 +43,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("root", nargs="?", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--jobs", type=int, default=0, help="also chunk in this many processes")
+    parser.add_argument(
+        "--prepare", type=int, default=None, metavar="N", help="also time a worker's prepare on N files"
+    )
     args = parser.parse_args()
     root: Path = args.root.expanduser()
     if not root.is_dir():
@@ -99,6 +112,36 @@ def main() -> None:
             f"\nchunk ({args.jobs} processes, incl. start-up and transfer): {t_parallel:.2f} s = "
             f"{lines / t_parallel:,.0f} lines/s, {produced:,} chunks"
         )
+
+    if args.prepare is not None:
+        _time_prepare(list(scan.files), args.prepare)
+
+
+def _time_prepare(files: list[ScannedFile], n: int) -> None:
+    random.Random(0).shuffle(files)
+    jobs = [PrepareJob(f, None) for f in (files[:n] if n else files)]
+    static = StaticEmbedder()  # what a worker loads once; its caches start cold, as a worker's do
+    cpu0 = time.process_time()
+    records = [
+        r
+        for i in range(0, len(jobs), FILES_PER_BATCH)
+        for r in prepare(jobs[i : i + FILES_PER_BATCH], DEFAULT_MAX_FILE_SIZE, True)
+    ]
+    t_prepare = time.process_time() - cpu0
+    rows = [(r.rel_path, c) for r in records if isinstance(r, FileRecord) for c in r.chunks]
+    texts = [static_text(path, c.symbol, c.content) for path, c in rows]
+    cpu0 = time.process_time()
+    for text in texts:
+        static.token_ids(text)
+    t_ids = time.process_time() - cpu0
+    cpu0 = time.process_time()
+    static.embed(texts)
+    t_embed = time.process_time() - cpu0
+    print(
+        f"\nprepare (1 process, static tier on): {len(jobs)} files, {len(rows):,} chunks in {t_prepare:.2f} s CPU "
+        f"= {len(rows) / t_prepare:,.0f} chunks/s"
+    )
+    print(f"static tier alone, caches cold: tokens {t_ids:.2f} s CPU; tokens (cached) and vectors {t_embed:.2f} s CPU")
 
 
 if __name__ == "__main__":

@@ -161,7 +161,7 @@ async def run(args: argparse.Namespace) -> None:
     await app.start(workers=False)
     project = (await app.resolver.resolve(f"bench-{int(time.time())}", None, create=True)).project
     pool = await app.cluster.pool(project.database_name)
-    await app.embedder.load()
+    # The transformer loads when the fill first embeds, as in the product (its load is in the fill's time).
     print(f"corpus: {root} ({files_on_disk} files on disk); transformer {app.embedder.name}; static tier on")
     print(f"data dir: {settings.data_dir} (project {project.id})")
 

@@ -10,9 +10,9 @@ writes vectors into one database must produce identical vectors, and a build fro
 packages happen to be installed (and whatever onnxruntime happens to compute) would differ
 from machine to machine. Its sha256 is pinned here and checked at load.
 
-Tokenising is most of the cost, so texts are cut first (``static_text``) and tokenised per
-whitespace-separated run through a cache: BERT's normaliser and pre-tokeniser never join
-characters across whitespace, so a run's WordPiece ids do not depend on its neighbours.
+Tokenising is most of the cost, so texts are cut first (``static_text``) and tokenised per word
+through a cache (``RunTokenizer``): BERT's pre-tokeniser splits at whitespace and punctuation, so
+a word's WordPiece ids do not depend on its neighbours.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import hashlib
 import json
 import re
 from collections.abc import Sequence
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +41,10 @@ STATIC_EMBEDDER_NAME = "static:minilm-code-v1"
 TOKENIZER_PATH = DATA_DIR / "tokenizer.json"
 STATIC_CONTENT_CHARS = 300  # of the chunk read after the header (300 beat 1,000 on the dev set)
 CLS_ID, SEP_ID = 101, 102
-_CACHE_LIMIT = 50_000  # distinct runs remembered (see server/indexer/tokens.py)
-# Python's str.split() also splits on these, BERT's pre-tokeniser does not (its normaliser drops them).
-_PY_ONLY_SPACE = re.compile("[\x1c-\x1f]")
+_CACHE_LIMIT = 100_000  # distinct words remembered (~20 MB; see server/indexer/tokens.py)
+_PRINTABLE_ASCII = re.compile(r"[ -~\t\n\r]*")  # fullmatch: BERT's normaliser changes nothing but case
+_ASCII_WORDS = re.compile(r"[a-z0-9]+|[!-/:-@\[-`{-~]")  # after lower(): words, and punctuation alone
+_BERT_SPACE = re.compile(r"[ \t\n\r]+")  # whitespace to BERT and to Python alike
 
 
 def static_text(rel_path: str, symbol: str | None, content: str, content_chars: int = STATIC_CONTENT_CHARS) -> str:
@@ -55,7 +57,15 @@ def static_text(rel_path: str, symbol: str | None, content: str, content_chars: 
 
 
 class RunTokenizer:
-    """WordPiece ids of a text, tokenised per whitespace-separated run with a cache. Thread-safe."""
+    """WordPiece ids of a text, equal to the real tokenizer's, from a cache of words. Thread-safe.
+
+    BERT's normaliser and pre-tokeniser never join characters across whitespace, and on printable
+    ASCII they are simple: lower-case, a word is a run of letters and digits, every other printable
+    character (`_` included) is a word of its own, space, tab, CR and LF separate. So a printable
+    ASCII run's words are found by one regular expression and looked up in the cache; any other
+    run (accents, other scripts, control characters) is cached and encoded whole, as it stands.
+    Only words never seen before reach the tokenizer, in one `encode_batch` per text.
+    """
 
     def __init__(self, tokenizer_path: Path = TOKENIZER_PATH) -> None:
         try:
@@ -68,23 +78,29 @@ class RunTokenizer:
 
     def ids(self, text: str) -> list[int]:
         """Token ids without [CLS]/[SEP], equal to the real tokenizer's for the same text."""
-        if _PY_ONLY_SPACE.search(text):
-            text = _PY_ONLY_SPACE.sub("", text)
-        runs = text.split()
-        cache = self._cache
-        missing = list({run for run in runs if run not in cache})
-        if missing:
-            encoded = self._tokenizer.encode_batch(missing, add_special_tokens=False)
-            found = {run: tuple(e.ids) for run, e in zip(missing, encoded, strict=True)}
-            if len(cache) < _CACHE_LIMIT:
-                cache.update(found)  # dict updates are atomic under the GIL
+        if _PRINTABLE_ASCII.fullmatch(text):
+            words = _ASCII_WORDS.findall(text.lower())
         else:
-            found = {}
-        out: list[int] = []
-        for run in runs:
-            hit = cache.get(run)
-            out.extend(hit if hit is not None else found[run])
-        return out
+            words = []
+            for run in _BERT_SPACE.split(text):
+                if _PRINTABLE_ASCII.fullmatch(run):
+                    words.extend(_ASCII_WORDS.findall(run.lower()))
+                elif run:
+                    words.append(run)  # never equal to an ASCII word: it holds another character
+        cache = self._cache
+        try:  # the common case: every word known, mapped in C
+            return list(chain.from_iterable(map(cache.__getitem__, words)))
+        except KeyError:
+            pass
+        known = {word: cache.get(word) for word in words}
+        missing = [word for word, ids in known.items() if ids is None]
+        encoded = self._tokenizer.encode_batch(missing, add_special_tokens=False)
+        found = {word: tuple(e.ids) for word, e in zip(missing, encoded, strict=True)}
+        local = {word: found[word] if ids is None else ids for word, ids in known.items()}
+        if len(cache) + len(found) > _CACHE_LIMIT:
+            cache.clear()
+        cache.update(found)  # dict updates are atomic under the GIL
+        return list(chain.from_iterable(map(local.__getitem__, words)))
 
 
 def _verified_array(path: Path, sha256: str) -> np.ndarray:

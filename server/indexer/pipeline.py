@@ -27,7 +27,7 @@ from server.embeddings.base import Embedder
 from server.errors import UserError
 from server.indexer import store, vector_index
 from server.indexer.fill import fill_rows, fill_transformer_tier
-from server.indexer.prepare import Prepared, PrepareJob, executor, prepare
+from server.indexer.prepare import Prepared, PrepareJob, acquire_executor, prepare, release_executor
 from server.indexer.progress import CHUNK_BYTES_GUESS, Phase, Progress, ProgressCallback, Reporter, WorkModel
 from server.indexer.scanner import DEFAULT_MAX_FILE_SIZE, scan_repository
 from server.indexer.scope import PathScope
@@ -326,7 +326,7 @@ async def _prepare_and_store(
     total = len(jobs)
     batches = [jobs[i : i + FILES_PER_BATCH] for i in range(0, total, FILES_PER_BATCH)]
     loop = asyncio.get_running_loop()
-    pool_executor = await asyncio.to_thread(executor) if total > _INLINE_LIMIT else None
+    pool_executor = await asyncio.to_thread(acquire_executor) if total > _INLINE_LIMIT else None
     # Keep at most a few batches in flight so memory stays bounded and cancel is prompt.
     in_flight = max(2, (os.cpu_count() or 1) * 2)
     futures: list[asyncio.Future[list[Prepared]]] = []
@@ -381,6 +381,8 @@ async def _prepare_and_store(
         for task in writes:
             task.cancel()
         await asyncio.gather(*writes, return_exceptions=True)
+        if pool_executor is not None:
+            await asyncio.shield(asyncio.to_thread(release_executor))  # a cancel must not leak the count
 
 
 def _new_file(known: store.KnownFile | None, keep_unchanged: bool) -> bool:

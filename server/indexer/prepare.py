@@ -123,6 +123,7 @@ def prepare(jobs: Sequence[PrepareJob], max_size: int, static_tier: bool = False
 
 _pool: ProcessPoolExecutor | None = None
 _pool_lock = threading.Lock()
+_users = 0  # runs between acquire_executor() and release_executor()
 
 
 def _noop(delay: float) -> None:
@@ -155,9 +156,33 @@ def executor() -> Executor:
         return _pool
 
 
-def shutdown_executor() -> None:
-    global _pool
+def acquire_executor() -> Executor:
+    """`executor()` for one run's store phase; pair it with `release_executor()`. Blocking."""
+    global _users
+    pool = executor()
     with _pool_lock:
+        _users += 1
+    return pool
+
+
+def release_executor() -> None:
+    """One run is done with the pool: the last one out stops the workers, so they do not hold their
+    memory (a worker's parsers and token caches, ~250 MB on the standard corpus) while the
+    transformer tier fills or the process idles. The next big run starts them again (~1 s).
+    Blocking: the workers are waited for."""
+    global _pool, _users
+    with _pool_lock:
+        _users = max(0, _users - 1)
+        if _users or _pool is None:
+            return
+        pool, _pool = _pool, None
+        pool.shutdown(cancel_futures=True)
+
+
+def shutdown_executor() -> None:
+    global _pool, _users
+    with _pool_lock:
+        _users = 0
         if _pool is not None:
             _pool.shutdown(cancel_futures=True)
             _pool = None

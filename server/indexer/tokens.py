@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 
-import snowballstemmer
+import Stemmer
 
 MAX_TOKENS = 20_000
 MAX_TOKEN_CHARS = 64
@@ -39,7 +39,10 @@ _WORD = re.compile(r"\w+")
 _PART = re.compile(r"[A-Z]+(?=[A-Z][^\W\d_A-Z])|[A-Z]?[^\W\d_A-Z]+|[A-Z]+|\d+")
 _PLAIN = re.compile(r"[a-z]+|\d+")
 _STEMMABLE = re.compile(r"[a-z]{3,}")
-_stemmer = snowballstemmer.stemmer("english")
+# PyStemmer: Snowball's C stemmers. The pure-Python `snowballstemmer` generates the same algorithm
+# (tests/unit/test_tokens.py checks them word for word) at ~50x the CPU time, most of a chunking
+# worker's full-text work. Its own cache is off: `code_tokens` caches whole words.
+_stemmer = Stemmer.Stemmer("english", 0)
 
 # Text is split as UTF-8 bytes, the fastest way in CPython: ASCII punctuation and control
 # characters become spaces and `bytes.split` finds the words in C. Non-ASCII punctuation glued to a

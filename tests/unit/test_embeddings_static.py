@@ -124,6 +124,14 @@ EDGE_CASES = [
     "camelCaseIdentifier snake_case_name SCREAMING_CASE __dunder__ x1y2z3",
     "url https://example.com/a/b?c=d&e=f#g and e-mail foo.bar@baz.qux",
     "\u0130stanbul İİ ß ﬁ Ω",
+    "vertical\x0btab form\x0cfeed next\x85line line\u2028separator del\x7fete nul\x00byte",
+    "ascii run,then café; then_ascii again: x=1 # naïve",
+    "a" * 99 + " " + "b" * 100 + " " + "c" * 101 + " " + "d" * 101 + "é",  # WordPiece's 100-character limit
+    "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~ 0123456789 ABCxyz",
+    'fn main() { println!("{}", x.len()); } // Rust',
+    '#include <stdio.h>\nint main(void) { return printf("%d\\n", argc) > 0; }',
+    "const f = async (a, b) => a ?? b?.c; // TypeScript `${x}`",
+    'msgid "Welcome"\nmsgstr "Добро пожаловать"',
     "",
     "   ",
 ]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -90,3 +91,24 @@ def test_stemming_is_limited_to_ascii_words() -> None:
     assert identifier_lexeme("register_blueprint") == "registerblueprint"
     assert identifier_lexeme("headers") == "header"
     assert identifier_lexeme("__init__") == "init"
+
+
+def test_the_c_stemmer_stems_as_the_snowball_reference_does() -> None:
+    # Stored documents and queries must keep their stems whichever implementation made them: the
+    # C stemmer (PyStemmer) against the pure-Python one generated from the same Snowball source.
+    from snowballstemmer.english_stemmer import EnglishStemmer
+
+    reference = EnglishStemmer()
+    root = Path(__file__).resolve().parents[2]
+    words: set[str] = {
+        "generously", "dying", "skies", "news", "proceed", "exceed", "succeeding", "communism", "arsenal",
+        "gener", "commune", "ugly", "early", "only", "singly", "sky", "howe", "atlas", "cosmos", "bias",
+        "andes", "inning", "outing", "canning", "herring", "earring", "proceeded", "hopefulness",
+    }  # fmt: skip
+    for source in sorted(root.glob("server/**/*.py")) + sorted(root.glob("docs/*.md")):
+        for part in re.findall(r"[a-z]+", source.read_text(encoding="utf-8").lower()):
+            if len(part) >= 3:
+                words.add(part)
+    assert len(words) > 3000
+    differing = [w for w in sorted(words) if stem(w) != reference.stemWord(w)]
+    assert differing == []

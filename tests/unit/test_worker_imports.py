@@ -1,5 +1,5 @@
-"""Chunking workers import `server.indexer.prepare` and nothing heavier than they use, and run the
-tokenizer on their own thread."""
+"""Chunking workers import `server.indexer.prepare` and nothing heavier than they use, run the
+tokenizer on their own thread, and stop when the last run using them is done."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from server.indexer.prepare import executor, shutdown_executor
+from server.indexer.prepare import acquire_executor, executor, release_executor, shutdown_executor
 
 pytestmark = pytest.mark.unit
 
@@ -48,5 +48,25 @@ def test_workers_keep_the_tokenizer_single_threaded() -> None:
     try:
         pool = executor()
         assert pool.submit(os.getenv, "TOKENIZERS_PARALLELISM").result(timeout=60) == "false"
+    finally:
+        shutdown_executor()
+
+
+def test_the_last_run_out_stops_the_workers() -> None:
+    try:
+        first = acquire_executor()
+        second = acquire_executor()  # another run meanwhile: the same pool
+        assert second is first
+        pid = first.submit(os.getpid).result(timeout=60)
+        release_executor()
+        assert executor() is first  # one run still uses it
+        os.kill(pid, 0)  # its worker is alive
+        assert first.submit(abs, -1).result(timeout=60) == 1
+        release_executor()
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)  # the worker has exited (shutdown waited for it)
+        again = acquire_executor()
+        assert again is not first and again.submit(os.getpid).result(timeout=60) != pid
+        release_executor()
     finally:
         shutdown_executor()
