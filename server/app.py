@@ -20,6 +20,7 @@ from server.db.keeper import EmbeddedKeeper
 from server.db.locks import ContentLocks
 from server.db.registry import Project, Registry
 from server.embeddings import Embedder, EmbeddingError, StaticEmbedder, create_embedder
+from server.embeddings.query_adapter import QueryAdapter, adapter_for
 from server.indexer.pipeline import IndexResult, ProgressCallback, index_repository
 from server.jobs import queries
 from server.jobs.hub import JobHub
@@ -102,6 +103,8 @@ class App:
         self._cluster: Cluster | None = None
         # The static vector tier (None: chunks get transformer vectors only).
         self.static_embedder: StaticEmbedder | None = StaticEmbedder() if settings.static_tier else None
+        # Applied to transformer query vectors only (server/embeddings/query_adapter.py).
+        self.query_adapter: QueryAdapter | None = adapter_for(self.embedder.name, settings.query_adapter)
         self._registry: Registry | None = None
         self._resolver: ProjectResolver | None = None
         self.notifier = Notifier(connect=_listen_connection)

@@ -12,6 +12,7 @@ quality and latency: bench/README.md.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -25,6 +26,7 @@ from server.db.cluster import Cluster, Conn
 from server.db.registry import EmbedderMismatchError, Project, Registry
 from server.embeddings import Embedder, EmbeddingError
 from server.embeddings.base import Vectors
+from server.embeddings.query_adapter import QueryAdapter
 from server.indexer.tokens import query_tokens
 from server.projects import ProjectResolver
 from server.search.candidates import CandidateQuery, Filters, fetch_candidates
@@ -48,6 +50,8 @@ from server.search.textplan import (
 
 if TYPE_CHECKING:
     from server.app import App
+
+log = logging.getLogger(__name__)
 
 STATS_TTL_SECONDS = 120.0
 STATS_RETRY_SECONDS = 5.0
@@ -90,12 +94,14 @@ class CodeSearch:
         weights: Weights = DEFAULT_WEIGHTS,
         rerank: int = RERANK_CANDIDATES,
         rerank_budget: float | None = RERANK_BUDGET_SECONDS,
+        query_adapter: QueryAdapter | None = None,
     ) -> None:
         self.cluster = cluster
         self.registry = registry
         self.resolver = resolver
         self.embedder = embedder
         self.static = static
+        self.query_adapter = query_adapter
         self.weights = weights
         self.rerank = rerank
         self.reranker = Reranker(embedder, rerank_budget)
@@ -117,6 +123,7 @@ class CodeSearch:
             static=app.static_embedder,
             weights=weights,
             rerank_budget=rerank_budget,
+            query_adapter=app.query_adapter,
         )
 
     async def term_stats(self, project: Project, conn: Conn) -> TermStats | None:
@@ -135,12 +142,24 @@ class CodeSearch:
             if checked is None or time.monotonic() - checked > STATS_TTL_SECONDS:
                 await self.registry.check_embedder(project)
                 self._embedder_checked[project.database_name] = time.monotonic()
-            vectors = await self.embedder.embed([query], urgent=True)
+            vectors = await self.query_vectors([query], urgent=True)
         except EmbedderMismatchError as exc:
             return None, f"Transformer ranking is off: {exc}"
         except EmbeddingError as exc:
             return None, f"Transformer ranking is off: the query could not be embedded ({exc})"
         return np.asarray(vectors[0], dtype=np.float32), None
+
+    async def query_vectors(self, queries: Sequence[str], *, urgent: bool = False) -> Vectors:
+        """Transformer vectors of queries, through the query adapter when there is one."""
+        vectors = await self.embedder.embed(queries, urgent=urgent)
+        if self.query_adapter is None or not len(vectors):
+            return vectors
+        try:
+            return self.query_adapter.apply(vectors)
+        except EmbeddingError as exc:
+            log.warning("Query adapter off: %s", exc)
+            self.query_adapter = None
+            return vectors
 
     def embed_static(self, query: str) -> npt.NDArray[np.float32] | None:
         if self.static is None:
