@@ -283,13 +283,13 @@ class Engine:
         assert self.search is not None
         project = await self._project(project_id)
         pool = await self.app.cluster.pool(project.database_name)
-        vectors: list[Any] = list(await self.search.query_vectors(list(texts))) if texts else []
+        identifiers = [identifier_of(text) for text in texts]
+        intents = [intent_of(t, identifier=i is not None) for t, i in zip(texts, identifiers, strict=True)]
+        vectors: list[Any] = list(await self.search.query_vectors(list(texts), intents)) if texts else []
         found = FeatureSet({}, [], [], [])
         async with pool.acquire() as conn:
             stats = await self.search.term_stats(project, conn)
-            for text, vector in zip(texts, vectors, strict=True):
-                identifier = identifier_of(text)
-                intent = intent_of(text, identifier=identifier is not None)
+            for text, vector, identifier, intent in zip(texts, vectors, identifiers, intents, strict=True):
                 plan = plan_text_query(query_tokens(lexical_query(text, intent)), stats, TEXT_MATCH_BUDGET)
                 query = CandidateQuery(
                     vector=np.asarray(vector, dtype=np.float32),

@@ -1,9 +1,10 @@
 """The transformer tier's query adapter: a learned 384×384 map applied to query vectors only.
 
 ``normalize(W·q)`` retrieves docstring-like queries' code better than ``q`` (figures in
-``data/query-adapter-minilm.json``; derived by ``python -m server.embeddings.adapt``). Chunk
-vectors are untouched, so indexes stay valid and turning it off needs no re-index. It was learned
-for the local MiniLM's vectors and applies to those only.
+``data/query-adapter-minilm.json`` and bench/README.md; derived by ``python -m
+server.embeddings.adapt``). Chunk vectors are untouched, so indexes stay valid and turning it off
+(``QUERY_ADAPTER=false``) needs no re-index. It was learned for the local MiniLM's vectors and
+applies to those only; search applies it to code-seeking queries (``CodeSearch.query_vectors``).
 """
 
 from __future__ import annotations
