@@ -7,6 +7,7 @@ a thin layer over the same objects.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -103,8 +104,6 @@ class App:
         self._cluster: Cluster | None = None
         # The static vector tier (None: chunks get transformer vectors only).
         self.static_embedder: StaticEmbedder | None = StaticEmbedder() if settings.static_tier else None
-        # Applied to transformer query vectors only (server/embeddings/query_adapter.py).
-        self.query_adapter: QueryAdapter | None = adapter_for(self.embedder.name, settings.query_adapter)
         self._registry: Registry | None = None
         self._resolver: ProjectResolver | None = None
         self.notifier = Notifier(connect=_listen_connection)
@@ -113,6 +112,11 @@ class App:
         self.watcher: WatchService | None = None
         self.content_locks = ContentLocks()
         self._hub: JobHub | None = None
+
+    @functools.cached_property
+    def query_adapter(self) -> QueryAdapter | None:
+        """Applied to code-seeking transformer query vectors only (server/embeddings/query_adapter.py)."""
+        return adapter_for(self.embedder.name, self.settings.query_adapter)
 
     @property
     def cluster(self) -> Cluster:
