@@ -7,6 +7,7 @@ a thin layer over the same objects.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ from server.db.keeper import EmbeddedKeeper
 from server.db.locks import ContentLocks
 from server.db.registry import Project, Registry
 from server.embeddings import Embedder, EmbeddingError, StaticEmbedder, create_embedder
+from server.embeddings.query_adapter import QueryAdapter, adapter_for
 from server.indexer.pipeline import IndexResult, ProgressCallback, index_repository
 from server.jobs import queries
 from server.jobs.hub import JobHub
@@ -110,6 +112,11 @@ class App:
         self.watcher: WatchService | None = None
         self.content_locks = ContentLocks()
         self._hub: JobHub | None = None
+
+    @functools.cached_property
+    def query_adapter(self) -> QueryAdapter | None:
+        """Applied to code-seeking transformer query vectors only (server/embeddings/query_adapter.py)."""
+        return adapter_for(self.embedder.name, self.settings.query_adapter)
 
     @property
     def cluster(self) -> Cluster:

@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     static_tier: bool = Field(
         default=True, description="Give every chunk a static-tier vector when it is stored (semantic search at once)."
     )
+    query_adapter: bool = Field(
+        default=True,
+        description="Map local-model query vectors through the learned query adapter (queries only; no re-index).",
+    )
     embedding_max_concurrency: int = Field(default=4, ge=1, le=64, description="Remote requests in flight.")
 
     @property

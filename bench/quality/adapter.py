@@ -90,6 +90,8 @@ _ROOT = Path(__file__).resolve().parents[2]
 _SEARCH_SOURCES = [
     *sorted((_ROOT / "server" / "search").glob("*.py")),
     _ROOT / "server/indexer/tokens.py",
+    _ROOT / "server/embeddings/query_adapter.py",
+    _ROOT / "server/embeddings/data/query-adapter-minilm.npy",
     _ROOT / "bench/quality/adapter.py",
 ]
 
@@ -257,7 +259,7 @@ class Engine:
             project_id,
             "SELECT count(*) AS n, coalesce(max(id), 0) AS top, count(embedding) AS vectors FROM chunks",
         )
-        h = hashlib.sha256(repr(tuple(rows[0].values())).encode())
+        h = hashlib.sha256(repr((*rows[0].values(), self.app.query_adapter is not None)).encode())
         for src in _SEARCH_SOURCES:
             h.update(src.read_bytes())
         return h.hexdigest()[:16]
@@ -281,13 +283,13 @@ class Engine:
         assert self.search is not None
         project = await self._project(project_id)
         pool = await self.app.cluster.pool(project.database_name)
-        vectors: list[Any] = list(await self.app.embedder.embed(list(texts))) if texts else []
+        identifiers = [identifier_of(text) for text in texts]
+        intents = [intent_of(t, identifier=i is not None) for t, i in zip(texts, identifiers, strict=True)]
+        vectors: list[Any] = list(await self.search.query_vectors(list(texts), intents)) if texts else []
         found = FeatureSet({}, [], [], [])
         async with pool.acquire() as conn:
             stats = await self.search.term_stats(project, conn)
-            for text, vector in zip(texts, vectors, strict=True):
-                identifier = identifier_of(text)
-                intent = intent_of(text, identifier=identifier is not None)
+            for text, vector, identifier, intent in zip(texts, vectors, identifiers, intents, strict=True):
                 plan = plan_text_query(query_tokens(lexical_query(text, intent)), stats, TEXT_MATCH_BUDGET)
                 query = CandidateQuery(
                     vector=np.asarray(vector, dtype=np.float32),

@@ -12,6 +12,7 @@ quality and latency: bench/README.md.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -25,12 +26,13 @@ from server.db.cluster import Cluster, Conn
 from server.db.registry import EmbedderMismatchError, Project, Registry
 from server.embeddings import Embedder, EmbeddingError
 from server.embeddings.base import Vectors
+from server.embeddings.query_adapter import QueryAdapter
 from server.indexer.tokens import query_tokens
 from server.projects import ProjectResolver
 from server.search.candidates import CandidateQuery, Filters, fetch_candidates
 from server.search.context import fetch_details, read_contexts
 from server.search.freshness import pending_changes
-from server.search.intent import intent_of, lexical_query
+from server.search.intent import Intent, intent_of, lexical_query
 from server.search.models import ScoreParts, SearchHit, SearchMode, SearchResponse
 from server.search.names import set_coverage
 from server.search.ranking import DEFAULT_WEIGHTS, Candidate, Weights, dedupe, fuse
@@ -48,6 +50,8 @@ from server.search.textplan import (
 
 if TYPE_CHECKING:
     from server.app import App
+
+log = logging.getLogger(__name__)
 
 STATS_TTL_SECONDS = 120.0
 STATS_RETRY_SECONDS = 5.0
@@ -90,12 +94,14 @@ class CodeSearch:
         weights: Weights = DEFAULT_WEIGHTS,
         rerank: int = RERANK_CANDIDATES,
         rerank_budget: float | None = RERANK_BUDGET_SECONDS,
+        query_adapter: QueryAdapter | None = None,
     ) -> None:
         self.cluster = cluster
         self.registry = registry
         self.resolver = resolver
         self.embedder = embedder
         self.static = static
+        self.query_adapter = query_adapter
         self.weights = weights
         self.rerank = rerank
         self.reranker = Reranker(embedder, rerank_budget)
@@ -117,6 +123,7 @@ class CodeSearch:
             static=app.static_embedder,
             weights=weights,
             rerank_budget=rerank_budget,
+            query_adapter=app.query_adapter,
         )
 
     async def term_stats(self, project: Project, conn: Conn) -> TermStats | None:
@@ -128,19 +135,39 @@ class CodeSearch:
             self._stats[project.database_name] = cached
         return cached[1]
 
-    async def embed_query(self, project: Project, query: str) -> tuple[npt.NDArray[np.float32] | None, str | None]:
+    async def embed_query(
+        self, project: Project, query: str, intent: Intent = "code"
+    ) -> tuple[npt.NDArray[np.float32] | None, str | None]:
         """The query's transformer vector, or None with the reason why it is not used."""
         try:
             checked = self._embedder_checked.get(project.database_name)
             if checked is None or time.monotonic() - checked > STATS_TTL_SECONDS:
                 await self.registry.check_embedder(project)
                 self._embedder_checked[project.database_name] = time.monotonic()
-            vectors = await self.embedder.embed([query], urgent=True)
+            vectors = await self.query_vectors([query], [intent], urgent=True)
         except EmbedderMismatchError as exc:
             return None, f"Transformer ranking is off: {exc}"
         except EmbeddingError as exc:
             return None, f"Transformer ranking is off: the query could not be embedded ({exc})"
         return np.asarray(vectors[0], dtype=np.float32), None
+
+    async def query_vectors(
+        self, queries: Sequence[str], intents: Sequence[Intent], *, urgent: bool = False
+    ) -> Vectors:
+        """Transformer vectors of queries; code-seeking ones go through the query adapter when there is
+        one (it was learned from doc comments → code: docs- and test-seeking queries keep theirs)."""
+        vectors = await self.embedder.embed(queries, urgent=urgent)
+        rows = [i for i, intent in enumerate(intents) if intent == "code"]
+        if self.query_adapter is None or not rows:
+            return vectors
+        try:
+            adapted = np.array(vectors, dtype=np.float32)
+            adapted[rows] = self.query_adapter.apply(adapted[rows])
+            return adapted
+        except EmbeddingError as exc:
+            log.warning("Query adapter off: %s", exc)
+            self.query_adapter = None
+            return vectors
 
     def embed_static(self, query: str) -> npt.NDArray[np.float32] | None:
         if self.static is None:
@@ -164,14 +191,14 @@ class CodeSearch:
             transformer = (total - sum(r.unembedded for r in chosen)) / total if total else 0.0
             static = (total - sum(r.unstatic for r in chosen)) / total if total else 0.0
             static_vector = await asyncio.to_thread(self.embed_static, req.query) if static > 0 else None
+            identifier = identifier_of(req.query)
+            intent = intent_of(req.query, identifier=identifier is not None)
             vector: npt.NDArray[np.float32] | None = None
             reason: str | None = None
             if transformer > 0 or static_vector is not None:  # else nothing to compare it with, nor re-rank
-                vector, reason = await self.embed_query(project, req.query)
+                vector, reason = await self.embed_query(project, req.query, intent)
             semantic = (vector is not None and transformer > 0) or static_vector is not None
             mode: SearchMode = "hybrid" if semantic else "text_only"
-            identifier = identifier_of(req.query)
-            intent = intent_of(req.query, identifier=identifier is not None)
             stats = await self.term_stats(project, conn)
             budget = TEXT_MATCH_BUDGET if semantic else TEXT_ONLY_MATCH_BUDGET
             plan = plan_text_query(query_tokens(lexical_query(req.query, intent)), stats, budget)

@@ -1,0 +1,43 @@
+"""Search maps the local model's code-seeking query vectors through the query adapter, and only when
+it is on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from server.app import App
+from server.embeddings import Embedder
+from server.embeddings.query_adapter import QueryAdapter
+from server.search.engine import CodeSearch
+from server.search.intent import Intent, intent_of
+from server.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+QUERIES = ["Read the settings file and return its sections.", "parse_config", "how do I configure logging"]
+INTENTS: list[Intent] = ["code", "code", "docs"]
+
+
+async def test_code_seeking_queries_go_through_the_adapter_when_it_is_on(app: App, local_embedder: Embedder) -> None:
+    assert [intent_of(q, identifier=q == "parse_config") for q in QUERIES] == INTENTS
+    search = CodeSearch.from_app(app)
+    assert search.query_adapter is not None
+    raw = np.asarray(await local_embedder.embed(QUERIES))
+    adapted = np.asarray(await search.query_vectors(QUERIES, INTENTS))
+    np.testing.assert_allclose(adapted[:2], QueryAdapter().apply(raw[:2]), atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(adapted, axis=1), 1.0, atol=1e-5)
+    assert np.all((adapted[:2] * raw[:2]).sum(axis=1) < 0.9999)
+    np.testing.assert_array_equal(adapted[2], raw[2])  # docs-seeking: as it is
+
+
+async def test_switched_off_queries_are_embedded_as_they_are(settings: Settings, local_embedder: Embedder) -> None:
+    off = App(settings.model_copy(update={"query_adapter": False}), embedder=local_embedder)
+    await off.start(workers=False)
+    try:
+        search = CodeSearch.from_app(off)
+        assert search.query_adapter is None
+        raw = np.asarray(await local_embedder.embed(QUERIES))
+        np.testing.assert_array_equal(np.asarray(await search.query_vectors(QUERIES, INTENTS)), raw)
+    finally:
+        await off.close()
