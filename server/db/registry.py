@@ -106,8 +106,14 @@ class Registry:
         return await self.cluster.connect_dsn(self.cluster.server_dsn, application_name="codebase-mcp-ddl")
 
     async def ensure_ready(self) -> None:
-        """Create and migrate the registry database (idempotent, safe across processes)."""
+        """Create and migrate the registry database (idempotent, safe across processes).
+
+        A registry already at head (every start but the first) costs one query: no DDL, no Alembic.
+        """
         if self._ready:
+            return
+        if await self._registry_at_head():
+            self._ready = True
             return
         conn = await self._maintenance()
         try:
@@ -123,6 +129,17 @@ class Registry:
         finally:
             await conn.close()
         self._ready = True
+
+    async def _registry_at_head(self) -> bool:
+        """True when the registry database exists and is migrated to head; False on any doubt."""
+        try:
+            conn = await self.cluster.connect_dsn(self.cluster.registry_dsn, application_name="codebase-mcp-ddl")
+        except asyncpg.InvalidCatalogNameError:
+            return False  # not created yet
+        try:
+            return await migrations.at_head(conn, "registry")
+        finally:
+            await conn.close()
 
     async def get(self, project_id: str) -> Project | None:
         validate_project_id(project_id)
@@ -239,9 +256,11 @@ class Registry:
                 row = await conn.fetchval("SELECT value FROM project_config WHERE key = 'embedder'")
                 if row is not None:
                     dim = int(json.loads(row)["dimension"])
+            current = await migrations.at_head(conn, "project")
         finally:
             await conn.close()
-        await migrations.upgrade(dsn, "project", embedding_dim=dim)
+        if not current:
+            await migrations.upgrade(dsn, "project", embedding_dim=dim)
         conn = await self.cluster.connect_dsn(dsn, application_name="codebase-mcp-ddl")
         try:
             await conn.execute(
