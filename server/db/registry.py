@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 import migrations
+from server.db import templates
 from server.db.cluster import Cluster, database_of, with_database
 from server.db.names import database_name_for, quote_ident, validate_database_name, validate_project_id
 from server.errors import UserError
@@ -191,7 +192,7 @@ class Registry:
                         f"projects (MAX_PROJECTS={self.max_projects}); use an existing project_id or raise "
                         "MAX_PROJECTS"
                     )
-                created = await _create_database(conn, database, self.cluster.server_dsn)
+                created = await self._create_project_database(conn, database)
                 try:
                     await self._upgrade_project_db(database)
                 except BaseException:
@@ -215,6 +216,32 @@ class Registry:
             await conn.close()
         log.info("provisioned project %s in database %s", project_id, database)
         return await self.require(project_id)
+
+    async def _create_project_database(self, conn: asyncpg.Connection, database: str) -> bool:
+        """A clone of the migrated template (server/db/templates.py), or an empty database when there is
+        no usable template; False when `database` already exists. `conn` holds the provisioning lock."""
+        template = templates.template_name(self.embedding_dim)
+        if template is None:
+            return await _create_database(conn, database, self.cluster.server_dsn)
+
+        async def create(name: str) -> bool:
+            return await _create_database(conn, name, self.cluster.server_dsn)
+
+        async def migrate(name: str) -> None:
+            await self._migrate_empty(name, self.embedding_dim)
+
+        if not await templates.ensure_template(conn, template, create=create, migrate=migrate):
+            return await _create_database(conn, database, self.cluster.server_dsn)
+        return await templates.clone(conn, database, template)
+
+    async def _migrate_empty(self, database: str, dim: int) -> None:
+        dsn = self.cluster.dsn_for(database)
+        conn = await self.cluster.connect_dsn(dsn, application_name="codebase-mcp-ddl")
+        try:
+            await _create_vector_extension(conn, database, dsn)
+        finally:
+            await conn.close()
+        await migrations.upgrade(dsn, "project", embedding_dim=dim)
 
     def forget(self, project_id: str) -> None:
         """Drop a cached project (it was removed, possibly by another process)."""
