@@ -42,6 +42,9 @@ _FOLDER_ORDER = {"e2e": 0, "contract": 1, "integration": 2, "unit": 3}
 # on a disk mounted with `discard` costs tens of seconds.
 _RAM_DIR = Path("/dev/shm")
 _RAM_DIR_MIN_FREE = 4 << 30
+# Where the run's derived model cache is (set by the main process in pytest_configure).
+_MODELS_DIR_ENV = "CODEBASE_MCP_TEST_MODELS_DIR"
+_OWN_MODELS_DIR = pytest.StashKey[str]()
 # Settings of the throwaway test server only: keep WAL (in RAM) small; checkpoints are cheap without fsync.
 _TEST_SERVER_CONF = {"max_wal_size": "128MB", "min_wal_size": "32MB"}
 
@@ -61,6 +64,23 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
         config.option.numprocesses = DEFAULT_WORKERS
     if config.getoption("dist") == "no" and config.getoption("numprocesses"):
         config.option.dist = "loadgroup"  # as `load`, but honours xdist_group marks
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The run's one cache of the derived s8 model, made by the main process and shared with its xdist workers
+    (they inherit the environment) and their child processes: derived once per run, under the product's own
+    lock (server/embeddings/derive.py), instead of once per worker and per data directory."""
+    if hasattr(config, "workerinput") or os.environ.get(_MODELS_DIR_ENV):
+        return
+    os.environ[_MODELS_DIR_ENV] = tempfile.mkdtemp(prefix="cbmcp-models-", dir=_scratch_root())
+    config.stash[_OWN_MODELS_DIR] = os.environ[_MODELS_DIR_ENV]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    own = config.stash.get(_OWN_MODELS_DIR, None)
+    if own is not None:
+        shutil.rmtree(own, ignore_errors=True)
+        os.environ.pop(_MODELS_DIR_ENV, None)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -148,11 +168,20 @@ def pg_server(pg_data_dir: Path) -> Iterator[RunningServer]:
 
 
 @pytest.fixture(scope="session")
-def server_env(pg_server: RunningServer, pg_data_dir: Path) -> dict[str, str]:
-    """Environment for subprocesses that must use the test server."""
+def models_dir() -> Path:
+    """The run's cache of the derived s8 model (EMBEDDING_MODELS_DIR of every test app and child process).
+
+    Tests of a first start or of derivation itself use a directory of their own instead."""
+    return Path(os.environ[_MODELS_DIR_ENV])
+
+
+@pytest.fixture(scope="session")
+def server_env(pg_server: RunningServer, pg_data_dir: Path, models_dir: Path) -> dict[str, str]:
+    """Environment for subprocesses that must use the test server (and the run's derived model)."""
     env = dict(os.environ)
     env["DATABASE_URL"] = pg_server.dsn("postgres", tcp=True)
     env["CODEBASE_MCP_DATA_DIR"] = str(pg_data_dir)
+    env["EMBEDDING_MODELS_DIR"] = str(models_dir)
     env.pop("REGISTRY_DATABASE_URL", None)
     return env
 
@@ -181,9 +210,9 @@ def project_id() -> str:
 
 
 @pytest.fixture(scope="session")
-def local_embedder() -> Embedder:
+def local_embedder(models_dir: Path) -> Embedder:
     """The real offline model, loaded once per test process."""
-    return create_embedder("local")
+    return create_embedder("local", models_dir=models_dir)
 
 
 @pytest.fixture
@@ -205,7 +234,7 @@ def app_embedder(local_embedder: Embedder) -> Embedder:
 
 
 @pytest.fixture
-def settings(pg_server: RunningServer, pg_data_dir: Path) -> Settings:
+def settings(pg_server: RunningServer, pg_data_dir: Path, models_dir: Path) -> Settings:
     """Fast timings so push/rescue paths are exercised in seconds, and a registry database of this test's
     own: its workers see only its projects, jobs and cluster-wide slots, however many tests ran before."""
     dsn = pg_server.dsn("postgres")
@@ -214,6 +243,7 @@ def settings(pg_server: RunningServer, pg_data_dir: Path) -> Settings:
         database_url=dsn,
         registry_database_url=with_database(dsn, f"test_reg_{uuid.uuid4().hex[:12]}"),
         data_dir=pg_data_dir,
+        embedding_models_dir=models_dir,
         progress_update_interval_seconds=0.1,
         heartbeat_interval_seconds=0.5,
         cancellation_check_interval_seconds=1.0,

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 import migrations
+from server.db import templates
 from server.db.cluster import Cluster, database_of, with_database
 from server.db.names import database_name_for, quote_ident, validate_database_name, validate_project_id
 from server.errors import UserError
@@ -106,8 +107,14 @@ class Registry:
         return await self.cluster.connect_dsn(self.cluster.server_dsn, application_name="codebase-mcp-ddl")
 
     async def ensure_ready(self) -> None:
-        """Create and migrate the registry database (idempotent, safe across processes)."""
+        """Create and migrate the registry database (idempotent, safe across processes).
+
+        A registry already at head (every start but the first) costs one query: no DDL, no Alembic.
+        """
         if self._ready:
+            return
+        if await self._registry_at_head():
+            self._ready = True
             return
         conn = await self._maintenance()
         try:
@@ -123,6 +130,17 @@ class Registry:
         finally:
             await conn.close()
         self._ready = True
+
+    async def _registry_at_head(self) -> bool:
+        """True when the registry database exists and is migrated to head; False on any doubt."""
+        try:
+            conn = await self.cluster.connect_dsn(self.cluster.registry_dsn, application_name="codebase-mcp-ddl")
+        except asyncpg.InvalidCatalogNameError:
+            return False  # not created yet
+        try:
+            return await migrations.at_head(conn, "registry")
+        finally:
+            await conn.close()
 
     async def get(self, project_id: str) -> Project | None:
         validate_project_id(project_id)
@@ -174,7 +192,7 @@ class Registry:
                         f"projects (MAX_PROJECTS={self.max_projects}); use an existing project_id or raise "
                         "MAX_PROJECTS"
                     )
-                created = await _create_database(conn, database, self.cluster.server_dsn)
+                created = await self._create_project_database(conn, database)
                 try:
                     await self._upgrade_project_db(database)
                 except BaseException:
@@ -198,6 +216,32 @@ class Registry:
             await conn.close()
         log.info("provisioned project %s in database %s", project_id, database)
         return await self.require(project_id)
+
+    async def _create_project_database(self, conn: asyncpg.Connection, database: str) -> bool:
+        """A clone of the migrated template (server/db/templates.py), or an empty database when there is
+        no usable template; False when `database` already exists. `conn` holds the provisioning lock."""
+        template = templates.template_name(self.embedding_dim)
+        if template is None:
+            return await _create_database(conn, database, self.cluster.server_dsn)
+
+        async def create(name: str) -> bool:
+            return await _create_database(conn, name, self.cluster.server_dsn)
+
+        async def migrate(name: str) -> None:
+            await self._migrate_empty(name, self.embedding_dim)
+
+        if not await templates.ensure_template(conn, template, create=create, migrate=migrate):
+            return await _create_database(conn, database, self.cluster.server_dsn)
+        return await templates.clone(conn, database, template)
+
+    async def _migrate_empty(self, database: str, dim: int) -> None:
+        dsn = self.cluster.dsn_for(database)
+        conn = await self.cluster.connect_dsn(dsn, application_name="codebase-mcp-ddl")
+        try:
+            await _create_vector_extension(conn, database, dsn)
+        finally:
+            await conn.close()
+        await migrations.upgrade(dsn, "project", embedding_dim=dim)
 
     def forget(self, project_id: str) -> None:
         """Drop a cached project (it was removed, possibly by another process)."""
@@ -239,9 +283,11 @@ class Registry:
                 row = await conn.fetchval("SELECT value FROM project_config WHERE key = 'embedder'")
                 if row is not None:
                     dim = int(json.loads(row)["dimension"])
+            current = await migrations.at_head(conn, "project")
         finally:
             await conn.close()
-        await migrations.upgrade(dsn, "project", embedding_dim=dim)
+        if not current:
+            await migrations.upgrade(dsn, "project", embedding_dim=dim)
         conn = await self.cluster.connect_dsn(dsn, application_name="codebase-mcp-ddl")
         try:
             await conn.execute(

@@ -1,4 +1,8 @@
-"""Builds the configured embedder."""
+"""Builds the configured embedder.
+
+The remote providers (and httpx under them) are imported only when one is configured: every process
+builds an embedder at start, and most of them use the local model.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,6 @@ from pathlib import Path
 
 from server.embeddings.base import Embedder
 from server.embeddings.local import DEFAULT_MAX_LENGTH, LOCAL_DIMENSION, LOCAL_MODEL_ID, LocalEmbedder, Variant
-from server.embeddings.ollama import OLLAMA_DEFAULT_MODEL, OLLAMA_DEFAULT_URL, OllamaEmbedder
-from server.embeddings.openai import OPENAI_DEFAULT_MODEL, OPENAI_DEFAULT_URL, OpenAIEmbedder
 
 PROVIDERS = ("local", "ollama", "openai")
 # Model names the local provider accepts, and which variant each means ("-int8": the shipped
@@ -49,6 +51,8 @@ def create_embedder(
             batch_size=batch_size, max_length=max_length, threads=threads, variant=variant, models_dir=models_dir
         )
     if provider == "ollama":
+        from server.embeddings.ollama import OLLAMA_DEFAULT_MODEL, OLLAMA_DEFAULT_URL, OllamaEmbedder
+
         return OllamaEmbedder(
             model=model or OLLAMA_DEFAULT_MODEL,
             base_url=base_url or OLLAMA_DEFAULT_URL,
@@ -58,6 +62,8 @@ def create_embedder(
             max_concurrency=max_concurrency,
         )
     if provider == "openai":
+        from server.embeddings.openai import OPENAI_DEFAULT_MODEL, OPENAI_DEFAULT_URL, OpenAIEmbedder
+
         return OpenAIEmbedder(
             model=model or OPENAI_DEFAULT_MODEL,
             base_url=base_url or OPENAI_DEFAULT_URL,

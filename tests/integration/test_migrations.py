@@ -51,6 +51,28 @@ async def test_upgrade_downgrade_upgrade_cycle(registry: Registry, project_id: s
         await conn.close()
 
 
+async def test_at_head_tells_a_migrated_database_from_one_behind(registry: Registry, project_id: str) -> None:
+    project = await registry.get_or_create(project_id)
+    dsn = registry.cluster.dsn_for(project.database_name)
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert await migrations.at_head(conn, "project")
+        await migrations.downgrade(dsn, "project", "p0003")
+        assert not await migrations.at_head(conn, "project")
+        await registry.upgrade_all()  # not at head: Alembic runs
+        assert await migrations.at_head(conn, "project")
+        assert await conn.fetchval("SELECT to_regclass('indexing_jobs') IS NOT NULL")
+        await migrations.downgrade(dsn, "project", "base")
+        assert not await migrations.at_head(conn, "project")  # no alembic_version rows
+    finally:
+        await conn.close()
+    reg = await asyncpg.connect(registry.cluster.registry_dsn)
+    try:
+        assert await migrations.at_head(reg, "registry")
+    finally:
+        await reg.close()
+
+
 async def _insert_job(conn: asyncpg.Connection, **extra: object) -> object:
     cols = {"repo_path": "/tmp/r", "repo_name": "r", "project_id": "p", **extra}
     names = ", ".join(cols)

@@ -29,6 +29,15 @@ def test_prepare_module_leaves_model_runtimes_and_database_drivers_out() -> None
     assert sorted(m for m in HEAVY if m in loaded) == []
 
 
+def test_every_process_start_leaves_alembic_and_http_clients_out() -> None:
+    """`server.app` (what every command, server and worker imports) with the local model's embedder built."""
+    loaded = _modules_after(
+        "import server.app, server.cli\nfrom server.embeddings import create_embedder\ncreate_embedder('local')"
+    )
+    assert "onnxruntime" in loaded
+    assert sorted(m for m in ("alembic", "sqlalchemy", "httpx", "fastmcp") if m in loaded) == []
+
+
 def test_embeddings_package_still_offers_every_provider_on_first_use() -> None:
     loaded = _modules_after(
         "import server.embeddings as e\nassert e.LocalEmbedder.__name__ == 'LocalEmbedder'\n"
