@@ -122,8 +122,10 @@ class ProcSampler:
 class Milestones:
     """Seconds from the start of the run to each phase and tier milestone, from its progress reports."""
 
-    def __init__(self) -> None:
+    def __init__(self, procs: ProcSampler | None = None) -> None:
         self.t0 = time.perf_counter()
+        self.procs = procs
+        self.cpu_at_searchable: dict[str, float] = {}
         self.first: dict[str, float] = {}
         self.latest: dict[str, float] = {}
         self.embedding = asyncio.Event()
@@ -137,8 +139,11 @@ class Milestones:
         now = time.perf_counter() - self.t0
         self.first.setdefault(p.phase, now)
         self.latest[p.phase] = now
-        if p.searchable_at is not None:
-            self.first.setdefault("searchable", now)
+        if p.searchable_at is not None and "searchable" not in self.first:
+            self.first["searchable"] = now
+            if self.procs is not None:  # the CPU of the store phase, apart from the index build after
+                await asyncio.to_thread(self.procs.sample)
+                self.cpu_at_searchable = self.procs.cpu_seconds()
         if p.semantic_at is not None:
             self.first.setdefault("semantic", now)
         if p.phase == "embedding" and not self.embedding.is_set():
@@ -168,9 +173,9 @@ async def run(args: argparse.Namespace) -> None:
     procs = ProcSampler(project.database_name)
     procs.start()
     sampler = asyncio.create_task(procs.run())
-    seen = Milestones()
+    seen = Milestones(procs)
     embedder = None if args.transformer == "none" else app.embedder
-    bulk_load_chunks = 2**62 if args.keep_vector_index else BULK_LOAD_MIN_CHUNKS
+    bulk_load_chunks = 2**62 if args.keep_static_index else BULK_LOAD_MIN_CHUNKS
     task = asyncio.create_task(
         index_repository(
             root, "corpus", pool, embedder, progress_callback=seen, static_tier=True, bulk_load_chunks=bulk_load_chunks
@@ -221,6 +226,13 @@ async def run(args: argparse.Namespace) -> None:
     )
     cpu = procs.cpu_seconds()
     print("CPU seconds: " + ", ".join(f"{k} {v:,.1f}" for k, v in cpu.items()) + f"; total {sum(cpu.values()):,.1f}")
+    if seen.cpu_at_searchable:
+        upto = seen.cpu_at_searchable
+        print(
+            "  of which until searchable: "
+            + ", ".join(f"{k} {v:,.1f}" for k, v in upto.items())
+            + f"; total {sum(upto.values()):,.1f}"
+        )
     t2 = time.perf_counter()
     again = await index_repository(root, "corpus", pool, None, static_tier=True)
     print(
