@@ -142,27 +142,34 @@ def executor() -> Executor:
 
     Blocking (process start-up takes a second): call it through `asyncio.to_thread`.
     """
-    global _pool
     with _pool_lock:
-        if _pool is None:
-            workers = max(1, min(os.cpu_count() or 1, 8))
-            ctx = multiprocessing.get_context("forkserver")
-            # children fork from a server that already imported the parsers
-            ctx.set_forkserver_preload(["server.indexer.prepare"])
-            pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),))
-            for fut in [pool.submit(_noop, 0.05) for _ in range(workers)]:
-                fut.result()
-            _pool = pool
-        return _pool
+        return _started_pool()
+
+
+def _started_pool() -> Executor:
+    """The shared pool, started if need be; the caller holds `_pool_lock`."""
+    global _pool
+    if _pool is None:
+        workers = max(1, min(os.cpu_count() or 1, 8))
+        ctx = multiprocessing.get_context("forkserver")
+        # children fork from a server that already imported the parsers
+        ctx.set_forkserver_preload(["server.indexer.prepare"])
+        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),))
+        for fut in [pool.submit(_noop, 0.05) for _ in range(workers)]:
+            fut.result()
+        _pool = pool
+    return _pool
 
 
 def acquire_executor() -> Executor:
-    """`executor()` for one run's store phase; pair it with `release_executor()`. Blocking."""
+    """`executor()` for one run's store phase; pair it with `release_executor()`. Blocking.
+
+    Taken and counted under one lock: a run releasing meanwhile cannot stop the pool just handed out."""
     global _users
-    pool = executor()
     with _pool_lock:
+        pool = _started_pool()
         _users += 1
-    return pool
+        return pool
 
 
 def release_executor() -> None:
