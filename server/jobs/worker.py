@@ -38,6 +38,11 @@ from server.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# How long a stopping worker waits for its cancelled jobs' tasks (each hands its job back to the
+# queue), then for a second cancel; a task that still runs is left behind, with its stack logged.
+STOP_GRACE_SECONDS = 30.0
+STOP_CANCEL_SECONDS = 5.0
+
 MAX_ATTEMPTS = 3
 DISPATCH_STOP_SECONDS = 5.0  # how long stop() waits for a claim in flight
 _SWEEP_LOCK = 0x63737770  # advisory lock key ("cswp"): one process sweeps all projects at a time
@@ -125,7 +130,7 @@ class Worker:
         for run in list(self.running.values()):
             run.stop("shutdown")
         if self.running:
-            await asyncio.gather(*(r.task for r in self.running.values()), return_exceptions=True)
+            await _wait_for_runs([r.task for r in self.running.values()])
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -356,3 +361,39 @@ class Worker:
                 await self._sweep_if_first()
             except _DB_ERRORS:
                 log.exception("maintenance failed")
+
+
+async def _wait_for_runs(tasks: list[asyncio.Task[None]]) -> None:
+    """Wait for stopped jobs' tasks, bounded: a task stuck past its cancel must not hang shutdown.
+
+    Its job stays 'running' under this worker's id; `mark_worker_stopped` and the stale-job rescue
+    hand it back, as after a crash."""
+    done, pending = await asyncio.wait(tasks, timeout=STOP_GRACE_SECONDS)
+    if pending:
+        for task in pending:
+            task.cancel()
+        more, pending = await asyncio.wait(pending, timeout=STOP_CANCEL_SECONDS)
+        done |= more
+    for task in done:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("job task %s ended with an error", task.get_name(), exc_info=task.exception())
+    for task in pending:
+        log.error(
+            "job task %s did not end within %.0f s of its stop; leaving it behind. Its stack:\n%s",
+            task.get_name(), STOP_GRACE_SECONDS + STOP_CANCEL_SECONDS, task_stack(task),
+        )  # fmt: skip
+
+
+def task_stack(task: asyncio.Task[Any]) -> str:
+    """Where `task` is suspended: its chain of awaits, outermost first, and what the innermost awaits
+    (for logs and test failures; `Task.print_stack` shows only the outermost frame)."""
+    lines: list[str] = []
+    awaited: Any = task.get_coro()
+    while awaited is not None:
+        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+        if frame is None:  # a future, or a finished coroutine
+            lines.append(f"  awaiting {awaited!r}")
+            break
+        lines.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}")
+        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+    return "\n".join(lines)

@@ -7,6 +7,8 @@ pauses to keep a job running for as long as it needs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import socket
 import subprocess
 import sys
@@ -19,9 +21,12 @@ import pytest
 
 from server.app import App
 from server.embeddings import Embedder
+from server.indexer.pipeline import IndexResult
 from server.indexer.progress import Progress
 from server.jobs import queries
+from server.jobs import worker as worker_module
 from server.jobs.models import JOB_COLUMNS, IndexingJobCreate, IndexingJobProgress, JobRow
+from server.jobs.running import JobRun
 from server.settings import Settings
 from tests.fakes import FakeEmbedder
 from tests.polling import wait_for
@@ -65,7 +70,13 @@ async def _running_task(app: App, job_id: uuid.UUID) -> asyncio.Task[None]:
 async def _task_ended(app: App, job_id: uuid.UUID) -> None:
     assert app.worker is not None
     running = app.worker.running
-    await wait_for(lambda: job_id not in running, within=5, interval=0.02, what=f"job {job_id}'s task to end")
+    run = running.get(job_id)
+
+    def stuck() -> str:
+        where = worker_module.task_stack(run.task) if run is not None else "(no task)"
+        return f"job {job_id}'s task to end; it waits at:\n{where}"
+
+    await wait_for(lambda: job_id not in running, within=5, interval=0.02, what=stuck)
 
 
 def _dead_pid() -> int:
@@ -292,6 +303,40 @@ async def test_graceful_stop_gives_running_jobs_back_to_the_queue(
     assert (row.worker_id, row.worker_task_id, row.connection_id, row.heartbeat_at) == (None, None, None, None)
     assert row.progress_message == f"Re-queued: worker {worker_id} shut down"
     assert row.metadata.get("requeued") == row.progress_message
+
+
+async def test_stop_is_bounded_when_a_job_ignores_its_cancel(
+    app: App, tmp_path: Path, project_id: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(worker_module, "STOP_GRACE_SECONDS", 0.3)
+    monkeypatch.setattr(worker_module, "STOP_CANCEL_SECONDS", 0.3)
+    pool = await _pool(app, project_id)
+    released = asyncio.Event()
+
+    async def stubborn_job(job: JobRun) -> IndexResult:
+        while not released.is_set():  # swallows every cancel until released
+            with contextlib.suppress(asyncio.CancelledError):
+                await released.wait()
+        raise asyncio.CancelledError
+
+    assert app.worker is not None
+    app.worker.run_job = stubborn_job
+    project = await app.registry.require(project_id)
+    create = IndexingJobCreate(repo_path=str(tmp_path), repo_name="r", project_id=project_id)
+    job, _ = await app.enqueue(project, create)
+    await _wait_status(pool, job.id, "running")
+    task = await _running_task(app, job.id)
+    worker = app.worker
+    app.worker = None
+    with caplog.at_level(logging.ERROR, logger="server.jobs.worker"):
+        await asyncio.wait_for(worker.stop(), 15)  # without the bound: forever
+    assert not task.done()
+    logged = [r.getMessage() for r in caplog.records if "did not end" in r.getMessage()]
+    assert len(logged) == 1 and task.get_name() in logged[0] and "in stubborn_job" in logged[0]
+    row = await queries.get(pool, job.id)
+    assert row is not None and row.status == "running" and row.worker_id == worker.worker_id  # for the rescue
+    released.set()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_job_row_has_every_column_of_the_table(app: App, project_id: str) -> None:
