@@ -285,14 +285,16 @@ class Notifier:
         conn, link.conn = link.conn, None
         if conn is not None:
             try:
-                await asyncio.wait_for(conn.close(), timeout=5)
+                async with asyncio.timeout(5):
+                    await conn.close()
             except Exception:
                 conn.terminate()
 
     # -- connection lifecycle ------------------------------------------------
     async def _open(self, link: _Link) -> None:
         """Connect, LISTEN on every subscribed channel; after a loss, resync every subscriber."""
-        conn = await asyncio.wait_for(self._connect(link.dsn), self.connect_timeout)
+        async with asyncio.timeout(self.connect_timeout):
+            conn = await self._connect(link.dsn)
         try:
             conn.add_termination_listener(link.on_termination)
             for channel in list(link.subs):

@@ -37,7 +37,8 @@ class ConnectionBudget:
 
     async def _take(self) -> None:
         try:
-            await asyncio.wait_for(self._places.acquire(), self.wait_seconds)
+            async with asyncio.timeout(self.wait_seconds):
+                await self._places.acquire()
         except TimeoutError:
             self.refused += 1
             raise ConnectionLimitError(

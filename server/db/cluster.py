@@ -197,7 +197,8 @@ class Cluster:
         finally:
             self._probes.discard(conn)
             try:
-                await asyncio.wait_for(conn.close(), timeout=5)
+                async with asyncio.timeout(5):
+                    await conn.close()
             except BaseException:
                 conn.terminate()  # cancelled or stuck: never leave it open
                 raise
@@ -248,7 +249,8 @@ class Cluster:
         pools, self._pools = list(self._pools.values()), {}
         for pool in pools:
             try:
-                await asyncio.wait_for(pool.close(), timeout=10)
+                async with asyncio.timeout(10):
+                    await pool.close()
             except TimeoutError:
                 log.warning("pool did not close in time; terminating")
                 pool.terminate()

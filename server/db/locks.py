@@ -57,7 +57,8 @@ class ContentLocks:
             yield
         finally:
             try:
-                await asyncio.wait_for(conn.close(), timeout=5)  # closing frees the lock
+                async with asyncio.timeout(5):  # closing frees the lock
+                    await conn.close()
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 conn.terminate()  # so does terminating
             except BaseException:

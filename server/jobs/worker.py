@@ -193,7 +193,8 @@ class Worker:
     async def _dispatch_loop(self) -> None:
         while not self._stopping:
             with contextlib.suppress(TimeoutError):  # the sweep is the safety net, not this timeout
-                await asyncio.wait_for(self._wake.wait(), self.settings.worker_poll_interval_seconds)
+                async with asyncio.timeout(self.settings.worker_poll_interval_seconds):
+                    await self._wake.wait()
             if self._stopping:
                 return
             self._wake.clear()
@@ -355,7 +356,8 @@ class Worker:
         interval = min(self.settings.worker_poll_interval_seconds, max(1.0, self.settings.stale_job_seconds / 2))
         while not self._stopping:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._sweep_now.wait(), interval)
+                async with asyncio.timeout(interval):
+                    await self._sweep_now.wait()
             self._sweep_now.clear()
             try:
                 await self._sweep_if_first()

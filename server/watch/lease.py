@@ -139,6 +139,7 @@ class Leases:
         conn, self._conn = self._conn, None
         if conn is not None and not conn.is_closed():
             try:
-                await asyncio.wait_for(conn.close(), timeout=5)
+                async with asyncio.timeout(5):
+                    await conn.close()
             except (TimeoutError, *_CONNECTION_ERRORS):
                 conn.terminate()

@@ -116,7 +116,8 @@ class WatchService:
     async def _supervise(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), self.settings.watch_lease_retry_seconds)
+                async with asyncio.timeout(self.settings.watch_lease_retry_seconds):
+                    await self._kick.wait()
             self._kick.clear()
             try:
                 await self.tick()

@@ -15,6 +15,7 @@ import pytest
 from server.app import App
 from server.db.registry import Project
 from server.embeddings import Embedder
+from server.jobs.worker import task_stack
 from server.search.engine import CodeSearch
 from server.search.request import SearchRequest
 from server.watch.service import WatchService
@@ -291,3 +292,24 @@ async def test_only_one_watch_service_takes_a_repository_and_the_other_takes_ove
         await wait_for(lambda: _has(pool, "pkg/mod_0000.py", "seen_by_the_second_watcher"), within=WITHIN)
     finally:
         await second.stop()
+
+
+async def test_stop_ends_the_supervisor_even_when_kicked_at_the_same_moment(
+    app: App, tmp_path: Path, project_id: str
+) -> None:
+    # A job's end kicks the supervisor; a kick that lands in the loop step of stop()'s cancel once
+    # made asyncio.wait_for (Python 3.11) return instead of raising, and the supervisor ran forever.
+    repo = make_python_repo(tmp_path / "repo", 2)
+    _, pool = await indexed(app, project_id, repo)
+    service = await watch(app, repo, pool)
+    supervisor = service._supervisor
+    assert supervisor is not None
+
+    def idle() -> bool:  # waiting for a kick or its timer, not inside a tick
+        stack = task_stack(supervisor)
+        return "in _supervise" in stack and "in tick" not in stack and "in wait" in stack
+
+    await wait_for(idle, within=WITHIN, interval=0.01, what=lambda: f"an idle supervisor:\n{task_stack(supervisor)}")
+    service.kick()
+    await asyncio.wait_for(service.stop(), 15)
+    assert supervisor.done() and not service.watched and not service.leases.connected

@@ -311,9 +311,10 @@ async def test_stop_is_bounded_when_a_job_ignores_its_cancel(
     monkeypatch.setattr(worker_module, "STOP_GRACE_SECONDS", 0.3)
     monkeypatch.setattr(worker_module, "STOP_CANCEL_SECONDS", 0.3)
     pool = await _pool(app, project_id)
-    released = asyncio.Event()
+    released, entered = asyncio.Event(), asyncio.Event()
 
     async def stubborn_job(job: JobRun) -> IndexResult:
+        entered.set()
         while not released.is_set():  # swallows every cancel until released
             with contextlib.suppress(asyncio.CancelledError):
                 await released.wait()
@@ -326,6 +327,7 @@ async def test_stop_is_bounded_when_a_job_ignores_its_cancel(
     job, _ = await app.enqueue(project, create)
     await _wait_status(pool, job.id, "running")
     task = await _running_task(app, job.id)
+    await asyncio.wait_for(entered.wait(), 15)
     worker = app.worker
     app.worker = None
     with caplog.at_level(logging.ERROR, logger="server.jobs.worker"):
