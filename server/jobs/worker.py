@@ -35,6 +35,7 @@ from server.jobs.running import JobRun, RunJob, Running, ThrottledProgress, hear
 from server.jobs.slots import REFRESH_SLOTS, GlobalSlots, Lane, Slot
 from server.lifeline import pid_alive
 from server.settings import Settings
+from server.stacks import task_stack
 
 log = logging.getLogger(__name__)
 
@@ -384,18 +385,3 @@ async def _wait_for_runs(tasks: list[asyncio.Task[None]]) -> None:
             "job task %s did not end within %.0f s of its stop; leaving it behind. Its stack:\n%s",
             task.get_name(), STOP_GRACE_SECONDS + STOP_CANCEL_SECONDS, task_stack(task),
         )  # fmt: skip
-
-
-def task_stack(task: asyncio.Task[Any]) -> str:
-    """Where `task` is suspended: its chain of awaits, outermost first, and what the innermost awaits
-    (for logs and test failures; `Task.print_stack` shows only the outermost frame)."""
-    lines: list[str] = []
-    awaited: Any = task.get_coro()
-    while awaited is not None:
-        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
-        if frame is None:  # a future, or a finished coroutine
-            lines.append(f"  awaiting {awaited!r}")
-            break
-        lines.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}")
-        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
-    return "\n".join(lines)

@@ -15,9 +15,9 @@ import pytest
 from server.app import App
 from server.db.registry import Project
 from server.embeddings import Embedder
-from server.jobs.worker import task_stack
 from server.search.engine import CodeSearch
 from server.search.request import SearchRequest
+from server.stacks import task_stack
 from server.watch.service import WatchService
 from tests.fakes import FakeEmbedder
 from tests.polling import wait_for

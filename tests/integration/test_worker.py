@@ -28,6 +28,7 @@ from server.jobs import worker as worker_module
 from server.jobs.models import JOB_COLUMNS, IndexingJobCreate, IndexingJobProgress, JobRow
 from server.jobs.running import JobRun
 from server.settings import Settings
+from server.stacks import task_stack
 from tests.fakes import FakeEmbedder
 from tests.polling import wait_for
 from tests.repos import make_python_repo
@@ -73,7 +74,7 @@ async def _task_ended(app: App, job_id: uuid.UUID) -> None:
     run = running.get(job_id)
 
     def stuck() -> str:
-        where = worker_module.task_stack(run.task) if run is not None else "(no task)"
+        where = task_stack(run.task) if run is not None else "(no task)"
         return f"job {job_id}'s task to end; it waits at:\n{where}"
 
     await wait_for(lambda: job_id not in running, within=5, interval=0.02, what=stuck)
