@@ -70,10 +70,11 @@ async def test_order_is_preserved_across_length_sorted_batches(s8_models_dir: Pa
     small_batches = LocalEmbedder(batch_size=2, models_dir=s8_models_dir)
     together = await small_batches.embed(texts)
     one_by_one = np.vstack([await small_batches.embed([text]) for text in texts])
-    # Padding within a batch may shift int8 activations slightly, so compare by similarity.
+    # Padding within a batch shifts the dynamic int8 activation scales, so compare by similarity: ≥ 0.99
+    # on CPUs with VNNI, down to ~0.989 on AVX2-only ones (their u8s8 kernels saturate).
     similarity = together @ one_by_one.T
     assert list(similarity.argmax(axis=1)) == list(range(len(texts)))
-    assert float(np.diag(similarity).min()) > 0.99
+    assert float(np.diag(similarity).min()) > 0.98
 
 
 async def test_empty_input(embedder: LocalEmbedder) -> None:
