@@ -14,7 +14,8 @@ chunk's `kind`, `role`, `path`, `symbol`; per query its `intent`. A configuratio
 the fields of `server.search.ranking.Weights` (tier and text weights, role priors), plus
 
     identifier   multiplier of the identifier boost (the product: 1)
-    priors       multiplier of every role prior (the product: 1)
+    priors       multiplier of the role priors of docs- and test-seeking queries (the product: 1)
+    code_priors  multiplier of the role priors of code-seeking queries (the product: 1)
     rrf          k of reciprocal-rank fusion of the three rankings, instead of the blend
 
 The query-time transformer re-rank only embeds candidates that have no transformer vector yet;
@@ -60,7 +61,12 @@ from server.settings import Settings
 LIMIT = 10
 Hit = tuple[str, int, int]  # (path, start line, end line)
 
-PRODUCT_WEIGHTS: dict[str, float] = {**dataclasses.asdict(DEFAULT_WEIGHTS), "identifier": 1.0, "priors": 1.0}
+PRODUCT_WEIGHTS: dict[str, float] = {
+    **dataclasses.asdict(DEFAULT_WEIGHTS),
+    "identifier": 1.0,
+    "priors": 1.0,
+    "code_priors": 1.0,
+}
 _TIERS = ("transformer", "static", "text", "name")  # blend terms, not scaled by `priors`
 
 
@@ -73,18 +79,18 @@ NAMED: dict[str, dict[str, float]] = {
     "text": _tiers(0.0, 0.0, 1.0),
     "transformer": _tiers(1.0, 0.0, 0.0),
     "static": _tiers(0.0, 1.0, 0.0),
-    "no-priors": {**PRODUCT_WEIGHTS, "priors": 0.0},
+    "no-priors": {**PRODUCT_WEIGHTS, "priors": 0.0, "code_priors": 0.0},
     "rrf": {**PRODUCT_WEIGHTS, "rrf": 60.0},
 }
-# The sweep that leave-one-library-out chooses from: tier weights, role priors (a multiplier of the
-# product's) and name coverage. Ties go to the earlier entry: the product's weights first, then the
-# nearest values first.
+# The sweep that leave-one-library-out chooses from: tier weights, role priors (multipliers of the
+# product's: one for code-seeking queries, one for docs- and test-seeking ones) and name coverage.
+# Ties go to the earlier entry: the product's weights first, then the nearest values first.
 GRID: list[dict[str, float]] = [PRODUCT_WEIGHTS] + [
     w
-    for t, st, tx, pr, nm in cartesian(
-        (0.6, 0.5, 0.7), (0.15, 0.1, 0.25), (0.15, 0.1, 0.2), (1.0, 0.5, 2.0), (0.1, 0.0, 0.2)
+    for t, st, tx, pr, nm, cp in cartesian(
+        (0.6, 0.5, 0.7), (0.15, 0.1, 0.25), (0.15, 0.1, 0.2), (1.0, 0.5, 2.0), (0.1, 0.0, 0.2), (1.0, 0.5, 2.0)
     )
-    if (w := _tiers(t, st, tx, priors=pr, name=nm)) != PRODUCT_WEIGHTS
+    if (w := _tiers(t, st, tx, priors=pr, name=nm, code_priors=cp)) != PRODUCT_WEIGHTS
 ]
 _ROOT = Path(__file__).resolve().parents[2]
 _SEARCH_SOURCES = [
@@ -92,6 +98,7 @@ _SEARCH_SOURCES = [
     _ROOT / "server/indexer/tokens.py",
     _ROOT / "server/embeddings/query_adapter.py",
     _ROOT / "server/embeddings/data/query-adapter-minilm.npy",
+    _ROOT / "server/embeddings/data/minilm-code-lora.npz",
     _ROOT / "bench/quality/adapter.py",
 ]
 
@@ -155,13 +162,17 @@ def _candidate(chunk: Chunk, v: Values) -> Candidate:
 def weights_of(weights: Mapping[str, float]) -> Weights:
     """The product's `Weights` with these values, role priors scaled by `priors`."""
     fields = {f.name for f in dataclasses.fields(Weights)}
-    unknown = set(weights) - fields - {"identifier", "priors", "rrf"}
+    unknown = set(weights) - fields - {"identifier", "priors", "code_priors", "rrf"}
     if unknown:
-        raise ValueError(f"unknown weights {sorted(unknown)}; known: {sorted(fields)}, identifier, priors, rrf")
+        raise ValueError(
+            f"unknown weights {sorted(unknown)}; known: {sorted(fields)}, identifier, priors, code_priors, rrf"
+        )
     values = {k: float(v) for k, v in weights.items() if k in fields}
     scale = weights.get("priors", 1.0)
+    code_scale = weights.get("code_priors", scale)
     for name in fields - set(_TIERS):
-        values[name] = values.get(name, getattr(DEFAULT_WEIGHTS, name)) * scale
+        factor = code_scale if name.startswith("code_seeking") else scale
+        values[name] = values.get(name, getattr(DEFAULT_WEIGHTS, name)) * factor
     return dataclasses.replace(DEFAULT_WEIGHTS, **values)
 
 
@@ -259,7 +270,8 @@ class Engine:
             project_id,
             "SELECT count(*) AS n, coalesce(max(id), 0) AS top, count(embedding) AS vectors FROM chunks",
         )
-        h = hashlib.sha256(repr((*rows[0].values(), self.app.query_adapter is not None)).encode())
+        state = (*rows[0].values(), self.app.query_adapter is not None, self.app.embedder.name)
+        h = hashlib.sha256(repr(state).encode())
         for src in _SEARCH_SOURCES:
             h.update(src.read_bytes())
         return h.hexdigest()[:16]
