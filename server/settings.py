@@ -65,7 +65,7 @@ class Settings(BaseSettings):
 
     @property
     def models_dir(self) -> Path:
-        """Where the derived (s8) local model is cached."""
+        """Where the derived (code-tuned and s8) local models are cached."""
         return self.embedding_models_dir or self.data_dir / "models"
 
     # --- indexing ---

@@ -25,12 +25,12 @@ from server.app import App
 from server.db.cluster import Cluster, with_database
 from server.db.embedded import EmbeddedPostgres, EmbeddedPostgresError, RunningServer
 from server.db.registry import Registry
-from server.embeddings import LOCAL_EMBEDDER_NAME, Embedder, create_embedder
+from server.embeddings import CODE_EMBEDDER_NAME, Embedder, create_embedder
 from server.mcp.server import build_server
 from server.settings import Settings
 from tests.fakes import FakeEmbedder
 
-EMBEDDER_NAME = LOCAL_EMBEDDER_NAME
+EMBEDDER_NAME = CODE_EMBEDDER_NAME  # the product's default local model
 TESTS_DIR = Path(__file__).resolve().parent
 FOLDER_MARKERS = ("unit", "integration", "contract", "e2e")
 # Workers for a plain `python3 -m pytest`: more than the 2 cores, as the tests mostly wait on PostgreSQL,

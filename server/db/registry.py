@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -94,12 +95,20 @@ async def _create_vector_extension(conn: asyncpg.Connection, database: str, dsn:
 
 class Registry:
     def __init__(
-        self, cluster: Cluster, *, embedder_name: str, embedding_dim: int, max_projects: int | None = None
+        self,
+        cluster: Cluster,
+        *,
+        embedder_name: str,
+        embedding_dim: int,
+        max_projects: int | None = None,
+        replaces: Sequence[str] = (),
     ) -> None:
+        """``replaces``: embedders whose projects this one takes over (``check_embedder``)."""
         self.cluster = cluster
         self.max_projects = max_projects
         self.embedder_name = embedder_name
         self.embedding_dim = embedding_dim
+        self.replaces = tuple(replaces)
         self._ready = False
         self._known: dict[str, Project] = {}
 
@@ -318,12 +327,18 @@ class Registry:
         return done
 
     async def check_embedder(self, project: Project) -> None:
-        """Refuse to mix vectors from different embedders in one project."""
+        """Refuse to mix vectors from different embedders in one project.
+
+        A project of an embedder this one ``replaces`` (of the same dimension) is taken over first.
+        """
         pool = await self.cluster.pool(project.database_name)
         raw = await pool.fetchval("SELECT value FROM project_config WHERE key = 'embedder'")
         if raw is None:
             return
         stored = json.loads(raw)
+        if stored["name"] in self.replaces and int(stored["dimension"]) == self.embedding_dim:
+            await self._take_over(project, stored["name"])
+            return
         if stored["name"] != self.embedder_name or int(stored["dimension"]) != self.embedding_dim:
             raise EmbedderMismatchError(
                 f"project {project.id!r} was indexed with embedder {stored['name']} "
@@ -331,3 +346,31 @@ class Registry:
                 f"({self.embedding_dim} dims); vectors cannot be mixed. Switch EMBEDDING_PROVIDER/"
                 "EMBEDDING_MODEL back, or index into a new project."
             )
+
+    async def _take_over(self, project: Project, previous: str) -> None:
+        """Drops the transformer vectors of ``previous`` and records this embedder, in one transaction:
+        searches meanwhile rank on the static tier and full text, and the next index of each
+        repository (a re-index of nothing changed included) embeds its chunks again."""
+        pool = await self.cluster.pool(project.database_name)
+        async with pool.acquire() as conn, conn.transaction():
+            # Under the row lock, so two processes starting at once take it over only once.
+            current = await conn.fetchval("SELECT value FROM project_config WHERE key = 'embedder' FOR UPDATE")
+            if current is None or json.loads(current)["name"] != previous:
+                return
+            # Rows are emptied with the index out of the way: maintaining it would cost more than
+            # building it again over no vectors.
+            await conn.execute("DROP INDEX IF EXISTS chunks_embedding_hnsw_idx")
+            await conn.execute("UPDATE chunks SET embedding = NULL WHERE embedding IS NOT NULL")
+            await conn.execute("TRUNCATE embedding_cache")
+            await conn.execute(
+                "CREATE INDEX chunks_embedding_hnsw_idx ON chunks USING hnsw (embedding vector_cosine_ops)"
+            )
+            await conn.execute(
+                "UPDATE project_config SET value = $1::jsonb WHERE key = 'embedder'",
+                json.dumps({"name": self.embedder_name, "dimension": self.embedding_dim}),
+            )
+        log.warning(
+            "project %s: embedder %s takes over from %s; its transformer vectors are embedded again on the "
+            "next index of each repository",
+            project.id, self.embedder_name, previous,
+        )  # fmt: skip

@@ -3,8 +3,9 @@
 Two offline tiers share one 384-dimensional space:
 - ``StaticEmbedder`` (``server.embeddings.static``): a distilled token table, thousands of chunks/s,
   synchronous; input ``static_text(rel_path, symbol, content)``.
-- ``LocalEmbedder`` (``server.embeddings.local``): all-MiniLM-L6-v2, s8 re-quantised, ~100+ chunks/s;
-  input ``embedding_text(rel_path, symbol, content)``; queries as they are, with ``urgent=True``.
+- ``LocalEmbedder`` (``server.embeddings.local``): all-MiniLM-L6-v2, code-tuned (by default) and
+  s8 re-quantised, ~100+ chunks/s; input ``embedding_text(rel_path, symbol, content)``; queries as
+  they are, with ``urgent=True``.
 
 Names are imported on first use: a chunking worker imports ``server.embeddings.static`` (numpy and
 tokenizers) without paying for onnxruntime, onnx and the HTTP clients behind the other providers.
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from server.embeddings.base import Embedder, EmbeddingError, Vectors, normalize_rows
     from server.embeddings.factory import PROVIDERS, create_embedder
     from server.embeddings.local import (
+        CODE_EMBEDDER_NAME,
         DEFAULT_MAX_LENGTH,
         LEGACY_LOCAL_EMBEDDER_NAME,
         LOCAL_DIMENSION,
@@ -37,6 +39,7 @@ _HOMES = {
     "normalize_rows": "base",
     "PROVIDERS": "factory",
     "create_embedder": "factory",
+    "CODE_EMBEDDER_NAME": "local",
     "DEFAULT_MAX_LENGTH": "local",
     "LEGACY_LOCAL_EMBEDDER_NAME": "local",
     "LOCAL_DIMENSION": "local",
@@ -51,6 +54,7 @@ _HOMES = {
 }
 
 __all__ = [
+    "CODE_EMBEDDER_NAME",
     "DEFAULT_MAX_LENGTH",
     "LEGACY_LOCAL_EMBEDDER_NAME",
     "LOCAL_DIMENSION",

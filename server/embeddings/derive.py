@@ -12,7 +12,12 @@ and the onnxruntime version (the quantiser's output may change between versions)
 file is derived again rather than loaded. Several processes starting at once take a file lock;
 the model is written to a temporary file and renamed into place, so nobody sees half a file.
 
-Install-time use: ``python -m server.embeddings.derive [--models-dir DIR]`` (prints the model's path).
+The code-tuned variant (the product's default) adds, before quantising, the low-rank updates of
+``data/minilm-code-lora.npz`` (learned by ``server.embeddings.tune``) to the fp32 weights; its
+cache name carries that file's sha256 as well.
+
+Install-time use: ``python -m server.embeddings.derive [--variant code|s8] [--models-dir DIR]``
+(prints the model's path).
 """
 
 from __future__ import annotations
@@ -21,15 +26,19 @@ import argparse
 import contextlib
 import fcntl
 import hashlib
+import io
 import logging
 import os
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from server.embeddings.base import read_pinned
 
 if TYPE_CHECKING:
     import onnx
@@ -37,11 +46,23 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 S8_SUFFIX = "s8"
+LORA_PATH = Path(__file__).parent / "data" / "minilm-code-lora.npz"
+# Pinned, so that a replaced file cannot slip other weights into the model.
+LORA_SHA256 = "140351dbcd66af1ca4426c58dbc84065a8c970238a3f9f1e1a61f53450482e48"
 _FOLDABLE = frozenset({"Cast", "Mul", "DequantizeLinear"})
 
 
 class DerivationError(Exception):
     """The fast model could not be derived (missing ``onnx``, bad source, unwritable cache ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Lora:
+    """Low-rank weight updates to add before quantising: an ``.npz`` of ``<layer>.a`` (in × r) and
+    ``<layer>.b`` (r × out) per weight matrix, the update being ``a @ b``; ``sha256`` is pinned."""
+
+    path: Path = LORA_PATH
+    sha256: str = LORA_SHA256
 
 
 def sha256_file(path: Path) -> str:
@@ -52,11 +73,12 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def cache_path(models_dir: Path, source_sha256: str) -> Path:
-    """Where the fast model derived from ``source_sha256`` by this onnxruntime version lives."""
+def cache_path(models_dir: Path, source_sha256: str, lora: Lora | None = None) -> Path:
+    """Where the fast model derived from ``source_sha256`` (and ``lora``) by this onnxruntime version lives."""
     import onnxruntime
 
-    return models_dir / f"minilm-l6-{S8_SUFFIX}-{source_sha256[:16]}-ort{onnxruntime.__version__}.onnx"
+    tuned = f"code-{lora.sha256[:12]}-" if lora is not None else ""
+    return models_dir / f"minilm-l6-{tuned}{S8_SUFFIX}-{source_sha256[:16]}-ort{onnxruntime.__version__}.onnx"
 
 
 def _sidecar(path: Path) -> Path:
@@ -115,6 +137,62 @@ def fold_constants(model_bytes: bytes) -> bytes:
     return bytes(model.SerializeToString())
 
 
+def matmul_weights(model: onnx.ModelProto) -> dict[str, str]:
+    """Layer name (``encoder.layer.0.attention.self.query`` ...) → the initializer holding the weight
+    (in × out) of its MatMul, recognised by the named bias the MatMul's output is added to."""
+    graph = model.graph
+    constants = {init.name for init in graph.initializer}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    found: dict[str, str] = {}
+    for node in graph.node:
+        if node.op_type != "MatMul" or node.input[1] not in constants:
+            continue
+        for after in consumers.get(node.output[0], []):
+            bias = next((n for n in after.input if n in constants and n.endswith(".bias")), None)
+            if after.op_type == "Add" and bias is not None:
+                found[bias.removeprefix("inner.").removesuffix(".bias")] = node.input[1]
+    return found
+
+
+def read_lora(lora: Lora) -> dict[str, np.ndarray]:
+    """Layer name → its weight update ``a @ b`` (float32, in × out), from the sha256-checked file."""
+    try:
+        data = read_pinned(lora.path, lora.sha256, what="code-tuned weights", remedy="Reinstall codebase-mcp.")
+    except Exception as exc:  # EmbeddingError: a derivation that cannot happen
+        raise DerivationError(str(exc)) from exc
+    with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+        layers = sorted({key.rsplit(".", 1)[0] for key in arrays.files})
+        return {
+            layer: (arrays[f"{layer}.a"].astype(np.float32) @ arrays[f"{layer}.b"].astype(np.float32))
+            for layer in layers
+        }
+
+
+def apply_lora(model_bytes: bytes, updates: dict[str, np.ndarray]) -> bytes:
+    """The fp32 graph ``model_bytes`` with each named layer's weight plus its update."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load_from_string(model_bytes)
+    names = matmul_weights(model)
+    unknown = sorted(set(updates) - set(names))
+    if unknown:
+        raise DerivationError(f"the model has no weight matrices named {', '.join(unknown[:3])}")
+    by_initializer = {names[layer]: update for layer, update in updates.items()}
+    for init in model.graph.initializer:
+        update = by_initializer.get(init.name)
+        if update is None:
+            continue
+        weight = numpy_helper.to_array(init)
+        if weight.shape != update.shape:
+            raise DerivationError(f"update of shape {update.shape} for a weight of shape {weight.shape}")
+        init.CopyFrom(numpy_helper.from_array((weight + update).astype(np.float32), init.name))
+    return bytes(model.SerializeToString())
+
+
 def _evaluate(node: onnx.NodeProto, inputs: list[np.ndarray]) -> np.ndarray:
     from onnx import helper
 
@@ -137,8 +215,9 @@ def _evaluate(node: onnx.NodeProto, inputs: list[np.ndarray]) -> np.ndarray:
     return result
 
 
-def derive_s8(source: Path, source_sha256: str, destination: Path) -> None:
-    """Writes the s8 model derived from ``source`` (checked against ``source_sha256``) to ``destination``.
+def derive_s8(source: Path, source_sha256: str, destination: Path, lora: Lora | None = None) -> None:
+    """Writes the s8 model derived from ``source`` (checked against ``source_sha256``), with
+    ``lora``'s updates added when given, to ``destination``.
 
     Writes go to a temporary file next to ``destination`` and are renamed into place with the
     sidecar, so a crash leaves either nothing or a complete, verified pair.
@@ -156,7 +235,8 @@ def derive_s8(source: Path, source_sha256: str, destination: Path) -> None:
     with tempfile.TemporaryDirectory(dir=destination.parent, prefix=".derive-") as work:
         fp32 = Path(work) / "fp32.onnx"
         s8 = Path(work) / "s8.onnx"
-        fp32.write_bytes(fold_constants(source_bytes))
+        folded = fold_constants(source_bytes)
+        fp32.write_bytes(apply_lora(folded, read_lora(lora)) if lora is not None else folded)
         quantize_dynamic(
             fp32,
             s8,
@@ -190,13 +270,13 @@ def _locked(lock_path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def ensure_s8(source: Path, source_sha256: str, models_dir: Path) -> Path:
-    """The verified cached s8 model, deriving it first when missing or corrupted.
+def ensure_s8(source: Path, source_sha256: str, models_dir: Path, lora: Lora | None = None) -> Path:
+    """The verified cached s8 model (code-tuned with ``lora``), deriving it first when missing or corrupted.
 
     Safe to call from several processes at once: one derives, the others wait on the lock and
     then find the verified file. Raises DerivationError when derivation is impossible.
     """
-    target = cache_path(models_dir, source_sha256)
+    target = cache_path(models_dir, source_sha256, lora)
     if verified(target):
         return target
     try:
@@ -206,7 +286,7 @@ def ensure_s8(source: Path, source_sha256: str, models_dir: Path) -> Path:
             if target.exists():
                 logger.warning("Cached embedding model %s failed its sha256 check; deriving it again", target)
             started = time.perf_counter()
-            derive_s8(source, source_sha256, target)
+            derive_s8(source, source_sha256, target, lora)
             logger.info("Derived the s8 embedding model %s in %.1f s", target, time.perf_counter() - started)
     except OSError as exc:
         raise DerivationError(f"cannot write the derived model to {models_dir}: {exc}") from exc
@@ -220,12 +300,14 @@ def main(argv: list[str] | None = None) -> None:
     from server.settings import get_settings
 
     parser = argparse.ArgumentParser(description="Derive (or verify) the fast s8 embedding model.")
+    parser.add_argument("--variant", choices=("code", "s8"), default="code", help="code-tuned (default) or not")
     parser.add_argument(
         "--models-dir", type=Path, default=None, help="default: EMBEDDING_MODELS_DIR or <CODEBASE_MCP_DATA_DIR>/models"
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    path = ensure_s8(shipped_model_path(), MODEL_SHA256, args.models_dir or get_settings().models_dir)
+    lora = Lora() if args.variant == "code" else None
+    path = ensure_s8(shipped_model_path(), MODEL_SHA256, args.models_dir or get_settings().models_dir, lora)
     print(path)
 
 

@@ -9,12 +9,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from server.embeddings.base import Embedder
-from server.embeddings.local import DEFAULT_MAX_LENGTH, LOCAL_DIMENSION, LOCAL_MODEL_ID, LocalEmbedder, Variant
+from server.embeddings.local import (
+    DEFAULT_LOCAL_VARIANT,
+    DEFAULT_MAX_LENGTH,
+    LOCAL_DIMENSION,
+    LOCAL_MODEL_ID,
+    LocalEmbedder,
+    Variant,
+)
 
 PROVIDERS = ("local", "ollama", "openai")
-# Model names the local provider accepts, and which variant each means ("-int8": the shipped
-# model, the name projects created before the s8 model carry).
+# Model names the local provider accepts, and which variant each means ("-code-s8": the default;
+# "-s8": the plain model; "-int8": the shipped model, the name projects created before s8 carry).
 _LOCAL_MODEL_NAMES: dict[str, Variant] = {
+    f"{LOCAL_MODEL_ID}-code-s8": "code",
+    f"{LOCAL_MODEL_ID}-code": "code",
     LOCAL_MODEL_ID: "s8",
     f"{LOCAL_MODEL_ID}-s8": "s8",
     f"sentence-transformers/{LOCAL_MODEL_ID}": "s8",
@@ -46,7 +55,7 @@ def create_embedder(
             raise ValueError(f"The local provider only has {LOCAL_MODEL_ID}, not {model!r}")
         if dimension is not None and dimension != LOCAL_DIMENSION:
             raise ValueError(f"The local model has dimension {LOCAL_DIMENSION}, not {dimension}")
-        variant = _LOCAL_MODEL_NAMES[model] if model is not None else "s8"
+        variant = _LOCAL_MODEL_NAMES[model] if model is not None else DEFAULT_LOCAL_VARIANT
         return LocalEmbedder(
             batch_size=batch_size, max_length=max_length, threads=threads, variant=variant, models_dir=models_dir
         )

