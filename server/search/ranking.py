@@ -50,10 +50,10 @@ class Weights:
     code_seeking_test: float = -0.08
     code_seeking_docs: float = -0.12
     code_seeking_non_definition: float = -0.02
-    docs_seeking_docs: float = 0.08
-    docs_seeking_test: float = -0.04
-    test_seeking_test: float = 0.12
-    test_seeking_docs: float = -0.04
+    docs_seeking_docs: float = 0.16
+    docs_seeking_test: float = -0.08
+    test_seeking_test: float = 0.24
+    test_seeking_docs: float = -0.08
 
     def prior(self, intent: Intent, role: Role, kind: ChunkKind) -> float:
         if intent == "code":
