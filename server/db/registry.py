@@ -369,6 +369,13 @@ class Registry:
                 "UPDATE project_config SET value = $1::jsonb WHERE key = 'embedder'",
                 json.dumps({"name": self.embedder_name, "dimension": self.embedding_dim}),
             )
+        # The registry's copy (what `codebase-mcp repos` shows) follows; the project database is the truth.
+        registry = await self.cluster.registry_pool()
+        await registry.execute(
+            "UPDATE projects SET metadata = jsonb_set(metadata, '{embedder}', to_jsonb($2::text)) WHERE id = $1",
+            project.id, self.embedder_name,
+        )  # fmt: skip
+        self._known.pop(project.id, None)
         log.warning(
             "project %s: embedder %s takes over from %s; its transformer vectors are embedded again on the "
             "next index of each repository",

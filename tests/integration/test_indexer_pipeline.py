@@ -292,6 +292,9 @@ async def test_a_replacing_embedder_takes_the_project_over_and_the_next_index_fi
     assert await pool.fetchval("SELECT count(*) FROM chunks WHERE static_embedding IS NULL") == 0  # kept
     stored = await pool.fetchval("SELECT value->>'name' FROM project_config WHERE key = 'embedder'")
     assert stored == "test:tuned"
+    assert (await Registry(app.cluster, embedder_name="x", embedding_dim=384).require(project_id)).metadata[
+        "embedder"
+    ] == "test:tuned"  # the registry's copy too (`codebase-mcp repos`)
     assert await pool.fetchval("SELECT to_regclass('chunks_embedding_hnsw_idx') IS NOT NULL")
     await tuned.check_embedder(project)  # taken over once: nothing more to do, nothing refused
     with pytest.raises(EmbedderMismatchError):  # and the old embedder cannot write into it any more
