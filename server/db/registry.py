@@ -358,7 +358,7 @@ class Registry:
             if current is None or json.loads(current)["name"] != previous:
                 return
             # Rows are emptied with the index out of the way: maintaining it would cost more than
-            # building it again over no vectors.
+            # building it again over no vectors. Same definition as migration p0001's.
             await conn.execute("DROP INDEX IF EXISTS chunks_embedding_hnsw_idx")
             await conn.execute("UPDATE chunks SET embedding = NULL WHERE embedding IS NOT NULL")
             await conn.execute("TRUNCATE embedding_cache")

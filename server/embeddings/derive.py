@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from server.embeddings.base import read_pinned
+from server.embeddings.base import EmbeddingError, read_pinned
 
 if TYPE_CHECKING:
     import onnx
@@ -161,7 +161,7 @@ def read_lora(lora: Lora) -> dict[str, np.ndarray]:
     """Layer name → its weight update ``a @ b`` (float32, in × out), from the sha256-checked file."""
     try:
         data = read_pinned(lora.path, lora.sha256, what="code-tuned weights", remedy="Reinstall codebase-mcp.")
-    except Exception as exc:  # EmbeddingError: a derivation that cannot happen
+    except EmbeddingError as exc:  # missing or not the pinned file: a derivation that cannot happen
         raise DerivationError(str(exc)) from exc
     with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
         layers = sorted({key.rsplit(".", 1)[0] for key in arrays.files})

