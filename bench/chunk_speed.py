@@ -26,9 +26,9 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"  # as in the indexer's workers (o
 
 from server.embeddings.static import StaticEmbedder, static_text
 from server.indexer.chunker import chunk_file
-from server.indexer.pipeline import FILES_PER_BATCH
 from server.indexer.prepare import PrepareJob, prepare
 from server.indexer.scanner import DEFAULT_MAX_FILE_SIZE, LoadedFile, load_file, scan_repository
+from server.indexer.storing import FILES_PER_BATCH
 from server.indexer.tokens import code_tokens
 from server.indexer.types import FileRecord, ScannedFile
 

@@ -168,6 +168,12 @@ async def branch_switch(pool: asyncpg.Pool, repo: Path, files: int) -> None:
     git(repo, "checkout", "-q", "main")
     await asyncio.sleep(1.0)
     await wait_settled(pool)  # the watcher saw the two checkouts above: let them settle first
+    # Texts no chunk holds any more (a previous run's markers) leave the embedding cache, so every
+    # run embeds the switch's new chunks as the first one did.
+    purged = await pool.execute(
+        "DELETE FROM embedding_cache e WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.embed_hash = e.text_hash)"
+    )
+    print(f"  embedding cache: {purged.split()[-1]} texts no chunk holds removed")
     rel_paths = [f.rel_path for f in changed]
     rows = await pool.fetch("SELECT rel_path, content_hash FROM files WHERE rel_path = ANY($1)", rel_paths)
     before: dict[str, str] = {r["rel_path"]: r["content_hash"] for r in rows}
@@ -202,6 +208,22 @@ async def branch_switch(pool: asyncpg.Pool, repo: Path, files: int) -> None:
     print(f"  every changed file stored (searchable) after {stored_at:.2f} s")
     print(f"  all jobs done (transformer vectors too) after {done:.2f} s")
     print("  jobs: " + ", ".join(f"{r['n']} {r['kind']}" for r in kinds))
+    timeline = await pool.fetch(
+        """
+        SELECT kind, created_at, started_at, completed_at, metadata->>'searchable_at' AS searchable_at,
+               chunks_created AS created, (metadata->>'chunks_embedded')::int AS embedded
+        FROM indexing_jobs WHERE created_at > now() - make_interval(secs => $1) ORDER BY created_at
+        """,
+        done + 1,
+    )
+    for r in timeline:
+        start = r["created_at"].timestamp()
+        searchable = float(r["searchable_at"]) - start if r["searchable_at"] else float("nan")
+        print(
+            f"  {r['kind']} job: started +{r['started_at'].timestamp() - start:.2f} s, searchable +{searchable:.2f} s, "
+            f"done +{r['completed_at'].timestamp() - start:.2f} s after it was queued; "
+            f"{r['created']} chunks written, {r['embedded']} embedded"
+        )
 
 
 async def placeholder_vectors(pool: asyncpg.Pool, dim: int = 384) -> int:

@@ -13,9 +13,10 @@ import multiprocessing
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from server.embeddings.static import StaticEmbedder, static_text
 from server.embeddings.text import embedding_text
@@ -24,7 +25,7 @@ from server.indexer.fulltext import tsvector_binary
 from server.indexer.roles import Role, classify
 from server.indexer.scanner import load_file
 from server.indexer.tokens import code_tokens
-from server.indexer.types import ChunkKind, ChunkRow, FileRecord, ScannedFile
+from server.indexer.types import ChunkKey, ChunkKind, ChunkRow, FileRecord, ScannedFile, chunk_key
 from server.lifeline import die_with
 
 _NON_DEFINITIONS: frozenset[ChunkKind] = frozenset({"module", "section", "window"})
@@ -37,6 +38,9 @@ Prepared = FileRecord | tuple[str, str]  # a file's record, or (reason, rel_path
 class PrepareJob:
     file: ScannedFile
     known_hash: str | None  # the stored content hash: equal content is reported "same", not chunked
+    # The keys of the file's stored chunks (`store.stored_chunk_keys`): a chunk among them keeps its row,
+    # so its full text and static vector are not computed (an edit or a branch switch changes few chunks).
+    stored: tuple[ChunkKey, ...] = ()
 
 
 def embed_priority(role: Role, kind: ChunkKind) -> int:
@@ -52,10 +56,14 @@ def _path_tokens(rel_path: str) -> str:
     return code_tokens(rel_path.replace("/", " ").replace(".", " "))
 
 
-def chunk_rows(rel_path: str, text: str, language: str, role: Role) -> list[ChunkRow]:
+def chunk_rows(rel_path: str, text: str, language: str, role: Role, stored: Sequence[ChunkKey] = ()) -> list[ChunkRow]:
+    """The file's chunk rows; those among `stored` (counted: a repeated text keeps as many rows as it
+    had) come back `unchanged`, without full text."""
     path_tokens = _path_tokens(rel_path)
-    return [
-        ChunkRow(
+    keep = Counter(stored)
+    rows: list[ChunkRow] = []
+    for c in chunk_file(text, language):
+        row = ChunkRow(
             start_line=c.start_line,
             end_line=c.end_line,
             symbol=c.symbol,
@@ -64,12 +72,18 @@ def chunk_rows(rel_path: str, text: str, language: str, role: Role) -> list[Chun
             content=c.content,
             content_hash=_sha256(c.content),
             role=role,
-            tsv=tsvector_binary(code_tokens(c.symbol) if c.symbol else "", path_tokens, code_tokens(c.content)),
+            tsv=b"",
             embed_hash=_sha256(embedding_text(rel_path, c.symbol, c.content)),
             embed_priority=embed_priority(role, c.kind),
         )
-        for c in chunk_file(text, language)
-    ]
+        key = chunk_key(row)
+        if keep[key] > 0:
+            keep[key] -= 1
+            rows.append(replace(row, content="", unchanged=True))
+            continue
+        tsv = tsvector_binary(code_tokens(c.symbol) if c.symbol else "", path_tokens, code_tokens(c.content))
+        rows.append(replace(row, tsv=tsv))
+    return rows
 
 
 _static: StaticEmbedder | None = None
@@ -106,12 +120,12 @@ def prepare(jobs: Sequence[PrepareJob], max_size: int, static_tier: bool = False
                 language=loaded.language,
                 line_count=loaded.line_count,
                 role=role,
-                chunks=chunk_rows(job.file.rel_path, loaded.text, loaded.language or "text", role),
+                chunks=chunk_rows(job.file.rel_path, loaded.text, loaded.language or "text", role, job.stored),
             )
         )
     if static_tier:
         records = [r for r in out if isinstance(r, FileRecord)]
-        rows = [(r.rel_path, c) for r in records for c in r.chunks]
+        rows = [(r.rel_path, c) for r in records for c in r.chunks if not c.unchanged]
         if rows:
             vectors = _static_model().embed([static_text(path, c.symbol, c.content) for path, c in rows])
             for (_, chunk), vector in zip(rows, vectors, strict=True):

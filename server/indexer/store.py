@@ -13,7 +13,7 @@ import numpy.typing as npt
 from pgvector import HalfVector, Vector
 
 from server.db.cluster import Conn
-from server.indexer.types import ChunkRow, FileRecord
+from server.indexer.types import CHUNK_KEY_COLUMNS, ChunkKey, ChunkRow, FileRecord, chunk_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +66,31 @@ async def known_files(conn: Conn, repo_id: uuid.UUID, under: Sequence[str] | Non
     }
 
 
+async def stored_chunk_keys(conn: Conn, file_ids: Sequence[int], *, with_static: bool) -> dict[int, list[ChunkKey]]:
+    """The keys of these files' stored chunks (with `with_static`, only of rows that have their static
+    vector): what a changed file's unchanged chunks can keep instead of being prepared again."""
+    rows = await conn.fetch(
+        f"""
+        SELECT file_id, {", ".join(CHUNK_KEY_COLUMNS)} FROM chunks
+        WHERE file_id = ANY($1::bigint[]) AND embed_hash IS NOT NULL AND (NOT $2 OR static_embedding IS NOT NULL)
+        """,
+        list(file_ids),
+        with_static,
+    )
+    keys: dict[int, list[ChunkKey]] = defaultdict(list)
+    for r in rows:
+        keys[r["file_id"]].append(tuple(r[k] for k in CHUNK_KEY_COLUMNS))
+    return keys
+
+
+class StaleChunkKeysError(Exception):
+    """Rows a prepared file was told it had are gone: prepare those files again in full."""
+
+    def __init__(self, rel_paths: Sequence[str]) -> None:
+        super().__init__(f"stored chunks changed while {len(rel_paths)} files were prepared")
+        self.rel_paths = list(rel_paths)
+
+
 async def touch_files(conn: Conn, ids: Sequence[int], mtimes: Sequence[int]) -> None:
     """Content unchanged, only the mtime moved: remember it so the next run skips hashing."""
     if ids:
@@ -92,7 +117,9 @@ async def replace_files(
     symbol, kind, role, language and tiers in the same file) keeps its row and vectors, its lines
     updated if they moved: a branch switch or an edit rewrites only the chunks that changed, and
     nothing else needs embedding or indexing again. Without it (a forced or re-formatted run)
-    every old chunk is replaced."""
+    every old chunk is replaced. A chunk prepared as `unchanged` must find its old row: if it does
+    not (the rows changed since `stored_chunk_keys`), nothing is written and StaleChunkKeysError
+    names the files to prepare again."""
     if not records:
         return Replaced(0, 0, 0)
     async with conn.transaction():
@@ -131,10 +158,14 @@ async def replace_files(
         chunk_rows: list[tuple[object, ...]] = []
         moved: list[tuple[int, int, int, HalfVector | None]] = []  # new lines, a static vector to fill in
         kept = 0
+        stale: list[str] = []
         for r in records:
             file_id = ids[r.rel_path]
             for c in r.chunks:
                 same = spare.get(_chunk_key(file_id, c)) if keep_unchanged else None
+                if c.unchanged and not same:
+                    stale.append(r.rel_path)  # its full text was never computed: it cannot be written
+                    break
                 if same:  # the first old row of this text, in line order: repeats keep their order
                     row = same.popleft()
                     kept += 1
@@ -150,6 +181,8 @@ async def replace_files(
                         c.content, c.content_hash, c.tsv, c.embed_hash, c.embed_priority, c.static_embedding,
                     )
                 )  # fmt: skip
+        if stale:
+            raise StaleChunkKeysError(stale)  # rolls the transaction back
         gone = [o["id"] for rest in spare.values() for o in rest]
         if gone:
             await conn.execute("DELETE FROM chunks WHERE id = ANY($1::bigint[])", gone)
@@ -166,13 +199,12 @@ async def replace_files(
         return Replaced(len(chunk_rows), kept, len(moved))
 
 
-# What makes an old chunk row the same as a new one but for its lines: everything else a row holds
-# (full text, the vectors' inputs) follows from these and the file's path.
-_SAME_CHUNK = ("file_id", "embed_hash", "content_hash", "symbol", "kind", "role", "language", "embed_priority")
+# An old chunk row that is the same as a new one but for its lines (server/indexer/types.py).
+_SAME_CHUNK = ("file_id", *CHUNK_KEY_COLUMNS)
 
 
 def _chunk_key(file_id: int, c: ChunkRow) -> tuple[object, ...]:
-    return (file_id, c.embed_hash, c.content_hash, c.symbol, c.kind, c.role, c.language, c.embed_priority)
+    return (file_id, *chunk_key(c))
 
 
 async def mark_deleted(conn: Conn, repo_id: uuid.UUID, rel_paths: Sequence[str]) -> int:

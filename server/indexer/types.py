@@ -88,3 +88,17 @@ class ChunkRow:
     embed_hash: str  # sha256 of the text the transformer embeds
     embed_priority: int  # transformer queue order, lower first
     static_embedding: npt.NDArray[np.float32] | None = None
+    # The file's stored rows already hold this chunk (`PrepareJob.stored`): its full text and static
+    # vector were not computed again (`tsv` is empty, `content` too); the store keeps the old row.
+    unchanged: bool = False
+
+
+# What makes a stored chunk row the same as a new one of the same file but for its lines: everything
+# else a row holds (full text, the vectors' inputs) follows from these and the file's path.
+# (embed_hash, content_hash, symbol, kind, role, language, embed_priority)
+ChunkKey = tuple[str, str, str | None, str, str, str, int]
+CHUNK_KEY_COLUMNS = ("embed_hash", "content_hash", "symbol", "kind", "role", "language", "embed_priority")
+
+
+def chunk_key(c: ChunkRow) -> ChunkKey:
+    return (c.embed_hash, c.content_hash, c.symbol, c.kind, c.role, c.language, c.embed_priority)

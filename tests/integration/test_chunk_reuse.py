@@ -7,6 +7,7 @@ The subject is the store, not the model: vectors come from the token-hash fake (
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import asyncpg
@@ -15,8 +16,11 @@ import pytest
 from server.app import App
 from server.db.registry import Project
 from server.embeddings import Embedder
-from server.indexer import vector_index
+from server.indexer import store, storing, vector_index
 from server.indexer.pipeline import Progress, index_repository
+from server.indexer.prepare import PrepareJob, chunk_rows, prepare
+from server.indexer.scanner import scan_repository
+from server.indexer.types import FileRecord
 from server.search.engine import CodeSearch
 from server.search.request import SearchRequest
 from tests.fakes import FakeEmbedder
@@ -88,7 +92,7 @@ async def test_an_edit_keeps_the_rows_and_vectors_of_unchanged_chunks(
     new = [r for i, r in after.items() if i not in kept]
     assert any("inserted_first" in r["content"] for r in new)
     assert again.chunks_created == len(new) and again.chunks_embedded + again.embedding_cache_hits == len(new)
-    assert await _incomplete(pool) == 0
+    assert await _incomplete(pool) == 0 and await _empty_full_text(pool) == 0
 
     # A repeated text keeps one row per copy, in order.
     write_files(repo, {"pkg/twice.py": "def same():\n    return 1\n\n\ndef same():\n    return 1\n"})
@@ -154,3 +158,78 @@ async def test_a_small_change_keeps_both_indexes(app: App, tmp_path: Path, proje
     assert "vector_index" not in phases
     assert await _index_states(pool) == {index.name: True for index in vector_index.INDEXES}
     assert await _incomplete(pool) == 0
+
+
+async def _empty_full_text(pool: asyncpg.Pool) -> int:
+    n: int = await pool.fetchval("SELECT count(*) FROM chunks WHERE tsv = ''::tsvector")
+    return n
+
+
+async def test_rows_gone_since_their_keys_were_read_make_the_store_refuse_and_write_nothing(
+    app: App, tmp_path: Path, project_id: str
+) -> None:
+    repo = make_python_repo(tmp_path / "repo", 2)
+    project, pool = await _project(app, project_id)
+    await app.index(project, repo)
+    path = repo / "pkg" / "mod_0001.py"
+    path.write_text("def inserted_first(x):\n    return x * 2\n\n\n" + path.read_text())
+    (scanned,) = [f for f in scan_repository(repo).files if f.rel_path == "pkg/mod_0001.py"]
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow("SELECT id, content_hash FROM files WHERE rel_path = $1", scanned.rel_path)
+        assert row is not None
+        file_id, old_hash = row["id"], row["content_hash"]
+        keys = (await store.stored_chunk_keys(conn, [file_id], with_static=True))[file_id]
+    (record,) = prepare([PrepareJob(scanned, old_hash, tuple(keys))], 1 << 20, True)
+    assert isinstance(record, FileRecord) and sum(c.unchanged for c in record.chunks) == len(keys) >= 3
+
+    victim = await pool.fetchval("SELECT min(id) FROM chunks WHERE file_id = $1", file_id)
+    await pool.execute("DELETE FROM chunks WHERE id = $1", victim)  # as another writer would
+    left = await _rows(pool, scanned.rel_path)
+    repo_id = await pool.fetchval("SELECT repository_id FROM files WHERE id = $1", file_id)
+    async with pool.acquire() as conn:
+        with pytest.raises(store.StaleChunkKeysError) as stale:
+            await store.replace_files(conn, repo_id, [record])
+    assert stale.value.rel_paths == [scanned.rel_path]
+    assert await _rows(pool, scanned.rel_path) == left  # rolled back: nothing written, nothing deleted
+    assert await pool.fetchval("SELECT content_hash FROM files WHERE id = $1", file_id) == old_hash
+
+
+async def test_a_batch_whose_rows_changed_meanwhile_is_prepared_again_in_full(
+    app: App, tmp_path: Path, project_id: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=storing.__name__)
+    repo = make_python_repo(tmp_path / "repo", 6)
+    _, pool = await _project(app, project_id)
+    await index_repository(repo, "repo", pool, app.embedder, static_tier=True)
+    for i in range(6):
+        path = repo / "pkg" / f"mod_{i:04d}.py"
+        path.write_text(f"def inserted_{i}(x):\n    return x * {i}\n\n\n" + path.read_text())
+    # Batches of two files, written one at a time: all three batches are prepared (their stored keys
+    # read) before the first is written, whose progress report then deletes a row of the last file.
+    monkeypatch.setattr(storing, "FILES_PER_BATCH", 2)
+    monkeypatch.setattr(storing, "WRITERS", 1)
+    last = "pkg/mod_0005.py"
+    deleted: list[int] = []
+
+    async def meddle(p: Progress) -> None:
+        if p.phase == "storing" and p.files_indexed and not deleted:
+            deleted.append(
+                await pool.fetchval(
+                    "DELETE FROM chunks WHERE id = (SELECT min(c.id) FROM chunks c JOIN files f ON f.id = c.file_id "
+                    "WHERE f.rel_path = $1) RETURNING id",
+                    last,
+                )
+            )
+
+    result = await index_repository(repo, "repo", pool, app.embedder, static_tier=True, progress_callback=meddle)
+    assert deleted and deleted[0] is not None
+    assert [r.getMessage() for r in caplog.records if "again in full" in r.getMessage()] == [
+        "stored chunks changed while 1 files were prepared: preparing the batch of 2 files again in full"
+    ]
+    rows = await _rows(pool, last)
+    text = (repo / last).read_text()
+    expected = chunk_rows(last, text, "python", "code")
+    assert sorted(r["content"] for r in rows.values()) == sorted(c.content for c in expected)
+    assert deleted[0] not in rows
+    assert result.files_indexed == 6 and result.chunks_kept >= 5 * 3
+    assert await _empty_full_text(pool) == 0 and await _incomplete(pool) == 0
