@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ["TOKENIZERS_PARALLELISM"] = "false"  # as in the indexer's workers (one per core)
 
+import codebase_mcp  # noqa: F401  (puts the product's folders on sys.path when run as a script)
 from server.embeddings.static import StaticEmbedder, static_text
 from server.indexer.chunker import chunk_file
 from server.indexer.prepare import PrepareJob, prepare

@@ -43,6 +43,7 @@ import asyncpg
 import httpx
 from fastmcp import Client
 
+import codebase_mcp  # noqa: F401  (puts the product's folders on sys.path when run as a script)
 from server.db.embedded import EmbeddedPostgres
 from tests.repos import make_python_repo
 
@@ -92,7 +93,7 @@ class Bench:
     def spawn(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         log = open(self.work / f"proc{len(self.procs)}-{args[0]}.log", "ab")  # noqa: SIM115 - child keeps it
         proc = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", *args], env=env or self.env, cwd=self.work,
+            [sys.executable, "-m", "codebase_mcp", *args], env=env or self.env, cwd=self.work,
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         self.procs.append(proc)

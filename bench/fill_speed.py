@@ -21,6 +21,7 @@ from pathlib import Path
 
 import asyncpg
 
+import codebase_mcp  # noqa: F401  (puts the product's folders on sys.path when run as a script)
 from server.app import App
 from server.indexer.fill import fill_transformer_tier
 from server.settings import Settings

@@ -29,6 +29,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import codebase_mcp  # noqa: F401  (puts the product's folders on sys.path when run as a script)
 from server.app import App
 from server.indexer.pipeline import IndexResult, Progress, index_repository
 from server.indexer.prepare import shutdown_executor

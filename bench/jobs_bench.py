@@ -36,6 +36,7 @@ from typing import Any
 import asyncpg
 from fastmcp import Client
 
+import codebase_mcp  # noqa: F401  (puts the product's folders on sys.path when run as a script)
 from server.app import App
 from server.db.cluster import with_database
 from server.db.embedded import EmbeddedPostgres

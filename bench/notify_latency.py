@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import asyncpg
 
+import codebase_mcp  # noqa: F401  (puts the product's folders on sys.path when run as a script)
 from listener import Notifier, Subscription
 from server.db.cluster import Cluster, with_database
 from server.db.embedded import EmbeddedPostgres

@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from fastmcp import Client
 
+import codebase_mcp  # noqa: F401  (puts the product's folders on sys.path when run as a script)
 from server.app import App
 from server.db.registry import Project
 from server.mcp.server import build_server

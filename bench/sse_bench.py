@@ -44,6 +44,7 @@ from fastmcp import Client
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import codebase_mcp  # noqa: F401  (puts the product's folders on sys.path when run as a script)
 from server.app import App
 from server.mcp.server import build_server
 from server.settings import Settings
@@ -143,7 +144,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def spawn_server(port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "server.cli", "serve", "--transport", "http", "--host", "127.0.0.1",
+    cmd = [sys.executable, "-m", "codebase_mcp", "serve", "--transport", "http", "--host", "127.0.0.1",
            "--port", str(port), "--no-workers"]  # fmt: skip
     with open(log, "wb") as out:
         return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)

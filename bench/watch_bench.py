@@ -38,6 +38,7 @@ import asyncpg
 import numpy as np
 from pgvector import Vector
 
+import codebase_mcp  # noqa: F401  (puts the product's folders on sys.path when run as a script)
 from server.app import App
 from server.db.registry import Project
 from server.indexer.pipeline import index_repository
@@ -263,7 +264,7 @@ def cpu_seconds(pid: int) -> float:
 
 async def idle(repo: Path, seconds: float, env: dict[str, str]) -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "server.cli", "watch", str(repo), env=env,
+        sys.executable, "-m", "codebase_mcp", "watch", str(repo), env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:

@@ -16,8 +16,8 @@ The code-tuned variant (the product's default) adds, before quantising, the low-
 ``data/minilm-code-lora.npz`` (learned by ``server.embeddings.tune``) to the fp32 weights; its
 cache name carries that file's sha256 as well.
 
-Install-time use: ``python -m server.embeddings.derive [--variant code|s8] [--models-dir DIR]``
-(prints the model's path).
+Install-time use: ``python -m codebase_mcp.server.embeddings.derive [--variant code|s8] [--models-dir DIR]``
+(``python -m server.embeddings.derive`` in a checkout; prints the model's path).
 """
 
 from __future__ import annotations

@@ -128,7 +128,7 @@ class HttpServer:
 
 @dataclass
 class Processes:
-    """Spawns `python -m server.cli ...` (logs to files) and SIGKILLs whatever is left at teardown."""
+    """Spawns `python -m codebase_mcp ...` (logs to files) and SIGKILLs whatever is left at teardown."""
 
     env: dict[str, str]
     log_dir: Path
@@ -138,7 +138,7 @@ class Processes:
         log_path = self.log_dir / f"proc{len(self.started)}-{args[0]}.log"
         with open(log_path, "ab") as log:
             popen = subprocess.Popen(
-                [sys.executable, "-m", "server.cli", *args],
+                [sys.executable, "-m", "codebase_mcp", *args],
                 env=env or self.env,
                 cwd=self.log_dir,  # not the checkout: a developer's .env must not leak in
                 stdin=subprocess.DEVNULL,
@@ -182,7 +182,7 @@ def stdio_client(env: dict[str, str], log_file: Path, *, mode: str = "auto") -> 
     """`codebase-mcp serve` over stdio; the transport ends the subprocess when the client closes."""
     transport = StdioTransport(
         sys.executable,
-        ["-m", "server.cli", "serve"],
+        ["-m", "codebase_mcp", "serve"],
         env=env,
         cwd=str(log_file.parent),
         keep_alive=False,

@@ -13,7 +13,7 @@ from tests.repos import write_files
 
 def _cli(env: dict[str, str], *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "server.cli", *args],
+        [sys.executable, "-m", "codebase_mcp", *args],
         env=env,
         cwd=cwd,
         capture_output=True,

@@ -112,7 +112,7 @@ def test_cli_indexes_a_repository_with_hostile_file_names(e2e_env: dict[str, str
             fh.write(f"def hostile_{i}():\n    return {i}\n".encode())
     (repo / "ok.py").write_text("def fine():\n    return 0\n")
     project = f"e2e-{uuid.uuid4().hex[:8]}"
-    cli = [sys.executable, "-m", "server.cli"]
+    cli = [sys.executable, "-m", "codebase_mcp"]
     done = subprocess.run(
         [*cli, "index", str(repo), "--project", project, "--json"],
         env=e2e_env, cwd=tmp_path, capture_output=True, timeout=300, check=False,
@@ -195,7 +195,7 @@ async def test_db_stop_under_a_server_is_refused_and_forced_stop_heals(
 
     def db_stop(*extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "server.cli", "db", "stop", *extra],
+            [sys.executable, "-m", "codebase_mcp", "db", "stop", *extra],
             env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
 

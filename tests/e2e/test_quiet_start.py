@@ -113,7 +113,7 @@ async def test_stdio_serve_is_silent_on_stderr_and_never_goes_online(tmp_path: P
                 await client.call_tool("health", {})
         finally:
             stop = await asyncio.to_thread(
-                subprocess.run, [sys.executable, "-m", "server.cli", "db", "stop"],
+                subprocess.run, [sys.executable, "-m", "codebase_mcp", "db", "stop"],
                 env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
             )  # fmt: skip
     assert health.status == "ok" and health.database.mode == "embedded"

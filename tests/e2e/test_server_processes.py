@@ -101,7 +101,7 @@ async def test_without_database_url_one_embedded_server_is_started_and_shared(
         assert sorted(starts) == [0, 1], starts
     finally:
         stop = await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-m", "server.cli", "db", "stop"],
+            subprocess.run, [sys.executable, "-m", "codebase_mcp", "db", "stop"],
             env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
     assert stop.returncode == 0 and stop.stdout.strip() == "stopped", stop.stderr
