@@ -59,9 +59,17 @@ async def _index_states(pool: asyncpg.Pool) -> dict[str, bool]:
     return {r["relname"]: r["indisvalid"] for r in rows}
 
 
-async def _incomplete(pool: asyncpg.Pool) -> int:
-    n: int = await pool.fetchval("SELECT count(*) FROM chunks WHERE embedding IS NULL OR static_embedding IS NULL")
+async def _chunks_where(pool: asyncpg.Pool, condition: str) -> int:
+    n: int = await pool.fetchval(f"SELECT count(*) FROM chunks WHERE {condition}")
     return n
+
+
+async def _incomplete(pool: asyncpg.Pool) -> int:
+    return await _chunks_where(pool, "embedding IS NULL OR static_embedding IS NULL")
+
+
+async def _empty_full_text(pool: asyncpg.Pool) -> int:
+    return await _chunks_where(pool, "tsv = ''::tsvector")
 
 
 async def test_an_edit_keeps_the_rows_and_vectors_of_unchanged_chunks(
@@ -158,11 +166,6 @@ async def test_a_small_change_keeps_both_indexes(app: App, tmp_path: Path, proje
     assert "vector_index" not in phases
     assert await _index_states(pool) == {index.name: True for index in vector_index.INDEXES}
     assert await _incomplete(pool) == 0
-
-
-async def _empty_full_text(pool: asyncpg.Pool) -> int:
-    n: int = await pool.fetchval("SELECT count(*) FROM chunks WHERE tsv = ''::tsvector")
-    return n
 
 
 async def test_rows_gone_since_their_keys_were_read_make_the_store_refuse_and_write_nothing(
