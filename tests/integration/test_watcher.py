@@ -14,9 +14,11 @@ import pytest
 
 from server.app import App
 from server.db.registry import Project
-from server.embeddings import Embedder
+from server.embeddings import CODE_EMBEDDER_NAME, Embedder
+from server.embeddings.local import LOCAL_EMBEDDER_NAME
 from server.search.engine import CodeSearch
 from server.search.request import SearchRequest
+from server.settings import Settings
 from server.stacks import task_stack
 from server.watch.service import WatchService
 from tests.fakes import FakeEmbedder
@@ -313,3 +315,52 @@ async def test_stop_ends_the_supervisor_even_when_kicked_at_the_same_moment(
     service.kick()
     await asyncio.wait_for(service.stop(), 15)
     assert supervisor.done() and not service.watched and not service.leases.connected
+
+
+class _NamedFake(FakeEmbedder):
+    """The token-hash fake under a product model's name (the take-over is decided by names)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(384)
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+
+async def test_a_project_of_the_replaced_model_is_taken_over_and_refilled_once_serving_starts(
+    settings: Settings, tmp_path: Path, project_id: str
+) -> None:
+    """An upgrade from the plain s8 model: `serve` with the code model watches the repository, and its
+    catch-up job takes the project over and embeds every chunk again, without anyone re-indexing."""
+    repo = make_python_repo(tmp_path / "repo", 4)
+    before = App(settings, embedder=_NamedFake(LOCAL_EMBEDDER_NAME))
+    await before.start()
+    try:
+        _, pool = await indexed(before, project_id, repo)
+        chunks = await pool.fetchval("SELECT count(*) FROM chunks")
+        assert chunks > 0 and await pool.fetchval("SELECT count(*) FROM chunks WHERE embedding IS NULL") == 0
+    finally:
+        await before.close()
+
+    tuned = _NamedFake(CODE_EMBEDDER_NAME)
+    for name, value in FAST.items():
+        setattr(settings, name, value)
+    after = App(settings, embedder=tuned)
+    await after.start(watch=True)  # as `serve` starts: watching every indexed repository
+    try:
+        pool = await after.cluster.pool(
+            (await after.resolver.resolve(project_id, None, create=False)).project.database_name
+        )
+
+        async def refilled() -> bool:
+            stored = await pool.fetchval("SELECT value FROM project_config WHERE key = 'embedder'")
+            missing = await pool.fetchval("SELECT count(*) FROM chunks WHERE embedding IS NULL")
+            return json.loads(stored)["name"] == CODE_EMBEDDER_NAME and missing == 0 and await settled(pool)
+
+        await wait_for(refilled, within=WITHIN, what="the take-over and the refill")
+        assert tuned.texts_embedded >= chunks  # the new model's vectors, not the old ones kept
+        assert [(j["kind"], j["status"]) for j in await jobs(pool)][-1] == ("index", "completed")
+    finally:
+        await after.close()
