@@ -166,8 +166,10 @@ def _started_pool() -> Executor:
     if _pool is None:
         workers = max(1, min(os.cpu_count() or 1, 8))
         ctx = multiprocessing.get_context("forkserver")
-        # children fork from a server that already imported the parsers
-        ctx.set_forkserver_preload(["server.indexer.prepare"])
+        # Children fork from a server that already imported the parsers. The forkserver starts with a
+        # fresh sys.path (Python 3.11 ignores the one it is handed), so `codebase_mcp` goes first: it
+        # puts the folder holding `server` on the path, as in every process of ours.
+        ctx.set_forkserver_preload(["codebase_mcp", "server.indexer.prepare"])
         pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),))
         for fut in [pool.submit(_noop, 0.05) for _ in range(workers)]:
             fut.result()

@@ -15,6 +15,7 @@ import sys
 import uuid
 from pathlib import Path
 
+from server.indexer.storing import _INLINE_LIMIT as STORE_INLINE_LIMIT
 from tests.repos import write_files
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -79,11 +80,15 @@ def test_installed_beside_another_server_package_both_work(server_env: dict[str,
 
     # The whole command from the installed copy: migrations, chunking workers, the model, search.
     project = f"installed-{uuid.uuid4().hex[:8]}"
+    # More files than a run prepares inline: the chunking workers (forkserver children) import the
+    # installed copy too.
+    files = {f"src/mod_{i:03d}.py": f"def helper_{i}(x):\n    return x + {i}\n" for i in range(STORE_INLINE_LIMIT + 6)}
     repo = write_files(
-        tmp_path / "repo", {"src/backoff.py": "def exponential_backoff(attempt):\n    return 2 ** attempt\n"}
+        tmp_path / "repo", {**files, "src/backoff.py": "def exponential_backoff(attempt):\n    return 2 ** attempt\n"}
     )
     indexed = _run(env, work, "-m", "codebase_mcp", "index", str(repo), "--project", project)
     assert indexed.returncode == 0, indexed.stderr
+    assert f"{STORE_INLINE_LIMIT + 7} files indexed" in indexed.stdout + indexed.stderr
     found = _run(env, work, "-m", "codebase_mcp", "search", "exponential_backoff", "--project", project, "--json")
     assert found.returncode == 0, found.stderr
     (first, *_) = json.loads(found.stdout)["results"]
