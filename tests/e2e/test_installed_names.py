@@ -1,6 +1,7 @@
 """Installed beside another distribution that ships top-level `server` and `web` packages, both work:
-neither overwrites the other's files, our command runs from its own copy (an index and a search
-against the test PostgreSQL), and the other program still imports its own `server`.
+neither overwrites the other's files, our command runs from its own copy (an index with the chunking
+workers, a search, and the MCP server over stdio, against the test PostgreSQL), and the other
+program still imports its own `server`.
 
 Both are installed with pip into one directory (`--target`, no dependencies: those come from this
 environment), which then goes first on PYTHONPATH, as a site-packages of its own would.
@@ -16,6 +17,7 @@ import uuid
 from pathlib import Path
 
 from server.indexer.storing import _INLINE_LIMIT as STORE_INLINE_LIMIT
+from tests.e2e.conftest import stdio_client
 from tests.repos import write_files
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -51,7 +53,7 @@ def _run(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProc
     return subprocess.run([sys.executable, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
-def test_installed_beside_another_server_package_both_work(server_env: dict[str, str], tmp_path: Path) -> None:
+async def test_installed_beside_another_server_package_both_work(e2e_env: dict[str, str], tmp_path: Path) -> None:
     site = tmp_path / "site"
     other = write_files(tmp_path / "other", OTHER)
     _pip_install(other, site)
@@ -64,7 +66,7 @@ def test_installed_beside_another_server_package_both_work(server_env: dict[str,
         assert (site / "codebase_mcp" / folder / "__init__.py").is_file()
     assert (site / "codebase_mcp" / "web" / "static" / "index.html").is_file()
 
-    env = {**server_env, "PYTHONPATH": str(site)}
+    env = {**e2e_env, "PYTHONPATH": str(site)}
     work = tmp_path / "work"
     work.mkdir()  # not the checkout: nothing of ours is importable from the working directory
     theirs = _run(env, work, "-c", "import server, web; print(server.WHOSE, web.WHOSE, server.__file__)")
@@ -93,6 +95,13 @@ def test_installed_beside_another_server_package_both_work(server_env: dict[str,
     assert found.returncode == 0, found.stderr
     (first, *_) = json.loads(found.stdout)["results"]
     assert first["file_path"] == "src/backoff.py" and first["symbol"] == "exponential_backoff"
+    # The MCP server over stdio from the installed copy: its health, and the same search as a tool.
+    async with stdio_client(env, tmp_path / "stdio.log") as client:
+        health = (await client.call_tool("health", {})).structured_content
+        assert health is not None and health["status"] == "ok"
+        hits = await client.call_tool("search_code", {"query": "exponential_backoff", "project_id": project})
+        assert hits.structured_content is not None
+        assert hits.structured_content["results"][0]["file_path"] == "src/backoff.py"
     removed = _run(env, work, "-m", "codebase_mcp", "projects", "remove", project, "--yes")
     assert removed.returncode == 0, removed.stderr
     assert os.path.isdir(site / "server")  # still theirs after all of it
