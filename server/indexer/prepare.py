@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from server.embeddings.static import StaticEmbedder, static_text
 from server.embeddings.text import embedding_text
@@ -25,7 +25,7 @@ from server.indexer.fulltext import tsvector_binary
 from server.indexer.roles import Role, classify
 from server.indexer.scanner import load_file
 from server.indexer.tokens import code_tokens
-from server.indexer.types import ChunkKey, ChunkKind, ChunkRow, FileRecord, ScannedFile, chunk_key
+from server.indexer.types import ChunkKey, ChunkKind, ChunkRow, FileRecord, ScannedFile, key_of
 from server.lifeline import die_with
 
 _NON_DEFINITIONS: frozenset[ChunkKind] = frozenset({"module", "section", "window"})
@@ -63,26 +63,32 @@ def chunk_rows(rel_path: str, text: str, language: str, role: Role, stored: Sequ
     keep = Counter(stored)
     rows: list[ChunkRow] = []
     for c in chunk_file(text, language):
-        row = ChunkRow(
-            start_line=c.start_line,
-            end_line=c.end_line,
-            symbol=c.symbol,
-            kind=c.kind,
-            language=c.language,
-            content=c.content,
-            content_hash=_sha256(c.content),
-            role=role,
-            tsv=b"",
-            embed_hash=_sha256(embedding_text(rel_path, c.symbol, c.content)),
-            embed_priority=embed_priority(role, c.kind),
-        )
-        key = chunk_key(row)
-        if keep[key] > 0:
+        content_hash = _sha256(c.content)
+        embed_hash = _sha256(embedding_text(rel_path, c.symbol, c.content))
+        priority = embed_priority(role, c.kind)
+        key = key_of(embed_hash, content_hash, c.symbol, c.kind, role, c.language, priority)
+        unchanged = keep[key] > 0
+        if unchanged:
             keep[key] -= 1
-            rows.append(replace(row, content="", unchanged=True))
-            continue
-        tsv = tsvector_binary(code_tokens(c.symbol) if c.symbol else "", path_tokens, code_tokens(c.content))
-        rows.append(replace(row, tsv=tsv))
+            tsv = b""
+        else:
+            tsv = tsvector_binary(code_tokens(c.symbol) if c.symbol else "", path_tokens, code_tokens(c.content))
+        rows.append(
+            ChunkRow(
+                start_line=c.start_line,
+                end_line=c.end_line,
+                symbol=c.symbol,
+                kind=c.kind,
+                language=c.language,
+                content="" if unchanged else c.content,
+                content_hash=content_hash,
+                role=role,
+                tsv=tsv,
+                embed_hash=embed_hash,
+                embed_priority=priority,
+                unchanged=unchanged,
+            )
+        )
     return rows
 
 

@@ -12,11 +12,10 @@ import logging
 import os
 from dataclasses import replace
 
-from server.db.cluster import Conn
 from server.indexer import store, vector_index
 from server.indexer.prepare import Prepared, PrepareJob, acquire_executor, prepare, release_executor
 from server.indexer.progress import CHUNK_BYTES_GUESS
-from server.indexer.run import IndexResult, Run
+from server.indexer.run import Run
 from server.indexer.types import FileRecord
 
 log = logging.getLogger(__name__)
@@ -62,16 +61,17 @@ async def prepare_and_store(
     async def write(batch: list[PrepareJob], prepared: list[Prepared]) -> None:
         nonlocal done_files
         async with run.pool.acquire() as conn:
+            records = _records(prepared)
             try:
-                replaced = await _store_batch(conn, result, prepared, keep_unchanged)
+                replaced = await store.replace_files(conn, result.repository_id, records, keep_unchanged=keep_unchanged)
             except store.StaleChunkKeysError as stale:
                 log.info("%s: preparing the batch of %d files again in full", stale, len(batch))
                 full = [replace(j, stored=()) for j in batch]
                 prepared = await loop.run_in_executor(pool_executor, prepare, full, max_size, static_tier)
-                replaced = await _store_batch(conn, result, prepared, keep_unchanged)
+                records = _records(prepared)
+                replaced = await store.replace_files(conn, result.repository_id, records, keep_unchanged=keep_unchanged)
             same = [r[1] for r in prepared if isinstance(r, tuple) and r[0] == "same"]
             await store.touch_files(conn, [known[p].id for p in same], [sizes[p][1] for p in same])
-        records = [r for r in prepared if isinstance(r, FileRecord)]
         for r in prepared:
             if isinstance(r, tuple) and r[0] != "same":
                 result.files_skipped[r[0]] = result.files_skipped.get(r[0], 0) + 1
@@ -117,11 +117,8 @@ async def prepare_and_store(
             await asyncio.shield(asyncio.to_thread(release_executor))  # a cancel must not leak the count
 
 
-async def _store_batch(
-    conn: Conn, result: IndexResult, prepared: list[Prepared], keep_unchanged: bool
-) -> store.Replaced:
-    records = [r for r in prepared if isinstance(r, FileRecord)]
-    return await store.replace_files(conn, result.repository_id, records, keep_unchanged=keep_unchanged)
+def _records(prepared: list[Prepared]) -> list[FileRecord]:
+    return [r for r in prepared if isinstance(r, FileRecord)]
 
 
 def new_file(known: store.KnownFile | None, keep_unchanged: bool) -> bool:

@@ -101,4 +101,11 @@ CHUNK_KEY_COLUMNS = ("embed_hash", "content_hash", "symbol", "kind", "role", "la
 
 
 def chunk_key(c: ChunkRow) -> ChunkKey:
-    return (c.embed_hash, c.content_hash, c.symbol, c.kind, c.role, c.language, c.embed_priority)
+    return key_of(c.embed_hash, c.content_hash, c.symbol, c.kind, c.role, c.language, c.embed_priority)
+
+
+def key_of(
+    embed_hash: str, content_hash: str, symbol: str | None, kind: str, role: str, language: str, embed_priority: int
+) -> ChunkKey:
+    """The key of a chunk row with these fields (before the row is built)."""
+    return (embed_hash, content_hash, symbol, kind, role, language, embed_priority)
