@@ -28,11 +28,17 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
 DEFAULT_CORPUS = Path.home() / ".cache" / "codebase-bench" / "corpus-10k"
 CONFIGS = ("shipped@128 bare", "s8@128 bare", "s8@64 header", "code@64 header", "static")
+if TYPE_CHECKING:
+    from server.embeddings.local import Variant
+
+# The local model's variant each config's name starts with.
+VARIANTS: dict[str, Variant] = {"shipped": "shipped", "s8": "s8", "code": "code"}
 
 
 def load_chunks(corpus: Path, count: int, seed: int = 0) -> list[dict[str, str | None]]:
@@ -74,7 +80,7 @@ def measure(config: str, chunks_file: Path, count: int, threads: int | None, mod
         variant, rest = config.split("@")
         length, form = rest.split()
         embedder = LocalEmbedder(
-            variant="shipped" if variant == "shipped" else "code" if variant == "code" else "s8",
+            variant=VARIANTS[variant],
             max_length=int(length),
             threads=threads,
             batch_size=16,

@@ -17,6 +17,7 @@ from server.db import templates
 from server.db.cluster import Cluster, database_of, with_database
 from server.db.names import database_name_for, quote_ident, validate_database_name, validate_project_id
 from server.errors import UserError
+from server.indexer import store
 
 log = logging.getLogger(__name__)
 
@@ -357,14 +358,7 @@ class Registry:
             current = await conn.fetchval("SELECT value FROM project_config WHERE key = 'embedder' FOR UPDATE")
             if current is None or json.loads(current)["name"] != previous:
                 return
-            # Rows are emptied with the index out of the way: maintaining it would cost more than
-            # building it again over no vectors. Same definition as migration p0001's.
-            await conn.execute("DROP INDEX IF EXISTS chunks_embedding_hnsw_idx")
-            await conn.execute("UPDATE chunks SET embedding = NULL WHERE embedding IS NOT NULL")
-            await conn.execute("TRUNCATE embedding_cache")
-            await conn.execute(
-                "CREATE INDEX chunks_embedding_hnsw_idx ON chunks USING hnsw (embedding vector_cosine_ops)"
-            )
+            await store.drop_transformer_vectors(conn)
             await conn.execute(
                 "UPDATE project_config SET value = $1::jsonb WHERE key = 'embedder'",
                 json.dumps({"name": self.embedder_name, "dimension": self.embedding_dim}),

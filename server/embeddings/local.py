@@ -53,6 +53,9 @@ EMBEDDER_NAMES: dict[Variant, str] = {
     "s8": LOCAL_EMBEDDER_NAME,
     "shipped": LEGACY_LOCAL_EMBEDDER_NAME,
 }
+# The plain MiniLM under the names projects of earlier defaults carry: what the code-tuned model
+# takes over, and what the query adapter was learned for.
+PLAIN_EMBEDDER_NAMES = (LOCAL_EMBEDDER_NAME, LEGACY_LOCAL_EMBEDDER_NAME)
 DEFAULT_LOCAL_VARIANT: Variant = "code"
 LOCAL_DIMENSION = 384
 DEFAULT_MAX_LENGTH = 64  # with the path/symbol header, 64 tokens retrieve as well as 128
@@ -67,9 +70,7 @@ CPU_PROVIDER = "CPUExecutionProvider"
 def replaced_embedders(name: str) -> tuple[str, ...]:
     """Names of earlier local models whose projects the model ``name`` takes over (their transformer
     vectors are dropped and filled again): the code-tuned model replaces the plain ones."""
-    if name == CODE_EMBEDDER_NAME:
-        return (LOCAL_EMBEDDER_NAME, LEGACY_LOCAL_EMBEDDER_NAME)
-    return ()
+    return PLAIN_EMBEDDER_NAMES if name == CODE_EMBEDDER_NAME else ()
 
 
 def shipped_model_path() -> Path:

@@ -59,7 +59,6 @@ class QueryAdapter:
 def adapter_for(embedder_name: str, enabled: bool) -> QueryAdapter | None:
     """The adapter when it is switched on and the queries come from the model it was learned for (the
     plain MiniLM, s8 or shipped; the code-tuned model learned what the adapter did, and more)."""
-    from server.embeddings.local import LEGACY_LOCAL_EMBEDDER_NAME, LOCAL_EMBEDDER_NAME
+    from server.embeddings.local import PLAIN_EMBEDDER_NAMES
 
-    learned_for = (LOCAL_EMBEDDER_NAME, LEGACY_LOCAL_EMBEDDER_NAME)
-    return QueryAdapter() if enabled and embedder_name in learned_for else None
+    return QueryAdapter() if enabled and embedder_name in PLAIN_EMBEDDER_NAMES else None

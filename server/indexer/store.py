@@ -14,6 +14,7 @@ from pgvector import HalfVector, Vector
 
 from server.db.cluster import Conn
 from server.indexer.types import CHUNK_KEY_COLUMNS, ChunkKey, ChunkRow, FileRecord, chunk_key
+from server.indexer.vector_index import TRANSFORMER
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,6 +373,16 @@ async def store_embeddings(
             list(hashes),
             vecs,
         )
+
+
+async def drop_transformer_vectors(conn: Conn) -> None:
+    """Every chunk's transformer vector and the embedding cache, gone (in the caller's transaction;
+    another model's vectors replace them). The rows are emptied with their HNSW index out of the way:
+    maintaining it would cost more than building it again over no vectors."""
+    await conn.execute(f"DROP INDEX IF EXISTS {TRANSFORMER.name}")
+    await conn.execute("UPDATE chunks SET embedding = NULL WHERE embedding IS NOT NULL")
+    await conn.execute("TRUNCATE embedding_cache")
+    await conn.execute(f"CREATE INDEX {TRANSFORMER.name} ON chunks {TRANSFORMER.definition}")
 
 
 async def finish_repository(conn: Conn, repo_id: uuid.UUID, index_format: int) -> tuple[int, int]:
