@@ -8,7 +8,8 @@ importing this package puts the folder that holds them first on `sys.path`. In a
 editable install) that folder is the checkout itself.
 
 Every entry point goes through here: the `codebase-mcp` console script (`main`) and
-`python -m codebase_mcp`. Worker processes inherit the path (multiprocessing passes `sys.path`).
+`python -m codebase_mcp`; the chunking workers' forkserver imports it first too (Python 3.11's
+forkserver ignores the `sys.path` it is handed: server/indexer/prepare.py).
 """
 
 from __future__ import annotations
