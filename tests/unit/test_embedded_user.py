@@ -23,7 +23,7 @@ def _users(monkeypatch: pytest.MonkeyPatch, present: list[bool]) -> None:
             return ENTRY
         raise KeyError(name)
 
-    monkeypatch.setattr(embedded.pwd, "getpwnam", getpwnam)
+    monkeypatch.setattr(pwd, "getpwnam", getpwnam)
 
 
 def _useradd(monkeypatch: pytest.MonkeyPatch, returncode: int, stderr: str, calls: list[list[str]]) -> None:
@@ -31,7 +31,7 @@ def _useradd(monkeypatch: pytest.MonkeyPatch, returncode: int, stderr: str, call
         calls.append(args)
         return subprocess.CompletedProcess(args, returncode, "", stderr)
 
-    monkeypatch.setattr(embedded.subprocess, "run", run)
+    monkeypatch.setattr(subprocess, "run", run)
 
 
 @pytest.mark.unit
