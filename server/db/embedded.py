@@ -107,20 +107,26 @@ def _ignore_runtime_dir_warning() -> None:
 
 def _ensure_run_as_user() -> pwd.struct_passwd:
     """The system user PostgreSQL runs as when we are root, created on first use. Several
-    processes may start their first embedded servers at once (test workers on a new machine):
-    `useradd` then fails in all but one, and the user it made is what the others wanted."""
+    processes may start their first embedded servers at once (test workers on a new machine), and
+    concurrent `useradd`s can each write the user with another uid: they take turns under a lock."""
     try:
         return pwd.getpwnam(_RUN_AS)
     except KeyError:
         pass
-    proc = subprocess.run(["useradd", "-s", "/bin/bash", _RUN_AS], capture_output=True, text=True, check=False)
-    try:
-        return pwd.getpwnam(_RUN_AS)
-    except KeyError:
-        raise EmbeddedPostgresError(
-            f"could not create the system user {_RUN_AS!r} that PostgreSQL runs as when started by root "
-            f"(useradd exited {proc.returncode}: {proc.stderr.strip()}); create it, or run as another user"
-        ) from None
+    with open(Path(tempfile.gettempdir()) / "codebase-mcp-useradd.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return pwd.getpwnam(_RUN_AS)  # made by whoever held the lock before us
+        except KeyError:
+            pass
+        proc = subprocess.run(["useradd", "-s", "/bin/bash", _RUN_AS], capture_output=True, text=True, check=False)
+        try:
+            return pwd.getpwnam(_RUN_AS)
+        except KeyError:
+            raise EmbeddedPostgresError(
+                f"could not create the system user {_RUN_AS!r} that PostgreSQL runs as when started by root "
+                f"(useradd exited {proc.returncode}: {proc.stderr.strip()}); create it, or run as another user"
+            ) from None
 
 
 def _as_root() -> bool:
@@ -227,7 +233,8 @@ class EmbeddedPostgres:
             owners.add(pwd.getpwnam(_RUN_AS).pw_uid)
         if not stat.S_ISDIR(st.st_mode) or st.st_uid not in owners:
             raise EmbeddedPostgresError(
-                f"socket directory {candidate} is not a directory of this user (someone else created it?); "
+                f"socket directory {candidate} is not a directory of this user (owner uid {st.st_uid}, "
+                f"expected one of {sorted(owners)}: someone else created it?); "
                 "remove it and start again"
             )
         if stat.S_IMODE(st.st_mode) != 0o700:

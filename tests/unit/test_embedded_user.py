@@ -1,5 +1,5 @@
-"""The system user the embedded PostgreSQL runs as under root: made once, even when several
-processes race to make it (test workers on a new machine), and a clear error when it can't be."""
+"""The system user the embedded PostgreSQL runs as under root: made once, under a lock, even when
+several processes start at once (test workers on a new machine), and a clear error when it can't be."""
 
 from __future__ import annotations
 
@@ -44,17 +44,26 @@ def test_an_existing_user_is_used_without_useradd(monkeypatch: pytest.MonkeyPatc
 
 
 @pytest.mark.unit
-def test_a_user_another_process_created_meanwhile_is_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_user_made_while_waiting_for_the_lock_is_taken(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[list[str]] = []
     _users(monkeypatch, [False, True])
-    _useradd(monkeypatch, 9, "useradd: user 'pgserver' already exists", calls)
+    _useradd(monkeypatch, 0, "", calls)
+    assert embedded._ensure_run_as_user() == ENTRY
+    assert calls == []
+
+
+@pytest.mark.unit
+def test_a_missing_user_is_made_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[list[str]] = []
+    _users(monkeypatch, [False, False, True])
+    _useradd(monkeypatch, 0, "", calls)
     assert embedded._ensure_run_as_user() == ENTRY
     assert calls == [["useradd", "-s", "/bin/bash", "pgserver"]]
 
 
 @pytest.mark.unit
 def test_a_user_that_cannot_be_made_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    _users(monkeypatch, [False, False])
+    _users(monkeypatch, [False, False, False])
     _useradd(monkeypatch, 1, "useradd: Permission denied.", [])
     with pytest.raises(embedded.EmbeddedPostgresError, match=r"pgserver.*useradd exited 1: useradd: Permission denied"):
         embedded._ensure_run_as_user()
