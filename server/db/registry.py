@@ -17,7 +17,7 @@ from server.db import templates
 from server.db.cluster import Cluster, database_of, with_database
 from server.db.names import database_name_for, quote_ident, validate_database_name, validate_project_id
 from server.errors import UserError
-from server.indexer import store
+from server.indexer import vectorstore
 
 log = logging.getLogger(__name__)
 
@@ -358,7 +358,7 @@ class Registry:
             current = await conn.fetchval("SELECT value FROM project_config WHERE key = 'embedder' FOR UPDATE")
             if current is None or json.loads(current)["name"] != previous:
                 return
-            await store.drop_transformer_vectors(conn)
+            await vectorstore.drop_transformer_vectors(conn)
             await conn.execute(
                 "UPDATE project_config SET value = $1::jsonb WHERE key = 'embedder'",
                 json.dumps({"name": self.embedder_name, "dimension": self.embedding_dim}),

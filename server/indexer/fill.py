@@ -12,7 +12,7 @@ import numpy as np
 
 from server.embeddings.base import Embedder
 from server.embeddings.text import embedding_text
-from server.indexer import store
+from server.indexer import vectorstore
 
 EMBED_BATCH = 128  # chunks read and written per round trip (the embedder batches within)
 
@@ -23,12 +23,12 @@ async def fill_transformer_tier(pool: asyncpg.Pool, repo_id: uuid.UUID, embedder
     """Embed every chunk of the repository still without a transformer vector; returns how many."""
     done = 0
     async with pool.acquire() as conn:
-        priorities = await store.unembedded_priorities(conn, repo_id)
+        priorities = await vectorstore.unembedded_priorities(conn, repo_id)
     for priority in priorities:
         below = 2**63 - 1
         while True:
             async with pool.acquire() as conn:
-                rows = await store.next_unembedded(conn, repo_id, priority, below, EMBED_BATCH)
+                rows = await vectorstore.next_unembedded(conn, repo_id, priority, below, EMBED_BATCH)
             if not rows:
                 break
             below = rows[-1]["id"]
@@ -39,7 +39,7 @@ async def fill_transformer_tier(pool: asyncpg.Pool, repo_id: uuid.UUID, embedder
 
 
 async def fill_rows(pool: asyncpg.Pool, embedder: Embedder, rows: Sequence[asyncpg.Record], embedded: Embedded) -> int:
-    """Embed these chunks (rows shaped like `store.next_unembedded`'s: a restricted run's own, the few
+    """Embed these chunks (rows shaped like `vectorstore.next_unembedded`'s: a restricted run's own, the few
     chunks of files just edited) as urgent work: they go before a long background fill's batches."""
     for i in range(0, len(rows), EMBED_BATCH):
         await _embed_rows(pool, embedder, rows[i : i + EMBED_BATCH], urgent=True)
@@ -58,7 +58,7 @@ async def _embed_rows(
     vectors = await embedder.embed([unique[h] for h in hashes], urgent=urgent)
     by_hash = dict(zip(hashes, vectors, strict=True))
     async with pool.acquire() as conn:
-        await store.store_embeddings(
+        await vectorstore.store_embeddings(
             conn,
             [r["id"] for r in rows],
             [r["embed_hash"] for r in rows],

@@ -23,7 +23,7 @@ import asyncpg
 
 from server.embeddings.base import Embedder
 from server.errors import UserError
-from server.indexer import store, vector_index
+from server.indexer import store, vector_index, vectorstore
 from server.indexer.fill import fill_rows, fill_transformer_tier
 from server.indexer.prepare import PrepareJob
 from server.indexer.progress import CHUNK_BYTES_GUESS, Progress, ProgressCallback, Reporter
@@ -104,15 +104,16 @@ async def index_repository(
         own: list[asyncpg.Record] = []
         async with pool.acquire() as conn:
             # Every row given a cached vector is a new row version in both vector indexes.
-            hits = await store.cache_hits(conn, repo_id, result.stored_paths if embed_stored_only else None)
+            hits = await vectorstore.cache_hits(conn, repo_id, result.stored_paths if embed_stored_only else None)
             existing = await vector_index.table_chunks(conn)
             if vector_index.worth_dropping(hits, existing, bulk_load_chunks):
                 for index in vector_index.INDEXES:
                     await vector_index.drop(conn, index)
             if embed_stored_only:  # this run's chunks only: cached texts first, then the rest
-                result.embedding_cache_hits, own = await store.unembedded_of_files(conn, repo_id, result.stored_paths)
+                hits_and_rows = await vectorstore.unembedded_of_files(conn, repo_id, result.stored_paths)
+                result.embedding_cache_hits, own = hits_and_rows
             else:
-                result.embedding_cache_hits = await store.fill_from_cache(conn, repo_id)
+                result.embedding_cache_hits = await vectorstore.fill_from_cache(conn, repo_id)
         for index in vector_index.INDEXES:
             await _ensure_index(run, index)
         todo = len(own) if embed_stored_only else (await run.read_coverage(force=True)).unembedded

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from server.indexer import store
+from server.indexer import vectorstore
 from server.indexer.progress import Phase, Progress, Reporter, WorkModel
 
 COVERAGE_INTERVAL_SECONDS = 2.0  # tier counts are re-read at most this often while indexing
@@ -44,16 +44,16 @@ class Run:
         self.pool = pool
         self.report = report
         self.work = WorkModel()
-        self.coverage = store.Coverage(0, 0, 0)
+        self.coverage = vectorstore.Coverage(0, 0, 0)
         self.coverage_read = -COVERAGE_INTERVAL_SECONDS
         self.searchable_at: float | None = None
         self.semantic_at: float | None = None
 
-    async def read_coverage(self, *, force: bool = False) -> store.Coverage:
+    async def read_coverage(self, *, force: bool = False) -> vectorstore.Coverage:
         now = time.monotonic()
         if force or now - self.coverage_read >= COVERAGE_INTERVAL_SECONDS:
             async with self.pool.acquire() as conn:
-                self.coverage = await store.coverage(conn, self.result.repository_id)
+                self.coverage = await vectorstore.coverage(conn, self.result.repository_id)
             self.coverage_read = now
             self.result.total_chunks = self.coverage.chunks
             self.result.static_coverage = self.coverage.static

@@ -23,7 +23,7 @@ import numpy.typing as npt
 from server.db.cluster import Conn
 from server.embeddings import Embedder
 from server.embeddings.text import embedding_text
-from server.indexer import store
+from server.indexer import vectorstore
 from server.search.ranking import Candidate
 
 RERANK_CANDIDATES = 20
@@ -64,6 +64,7 @@ class Reranker:
             vectors = np.asarray(await self.embedder.embed(texts, urgent=True), dtype=np.float32)
             for r, cosine in zip(batch, vectors @ query_vector, strict=True):
                 missing[r["id"]].cosine = float(cosine)
-            await store.store_embeddings(conn, [r["id"] for r in batch], [r["embed_hash"] for r in batch], vectors)
+            ids, hashes = [r["id"] for r in batch], [r["embed_hash"] for r in batch]
+            await vectorstore.store_embeddings(conn, ids, hashes, vectors)
             done += len(batch)
         return done
