@@ -32,6 +32,7 @@ import json
 import random
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,7 @@ class Recipe:
     weight_decay: float = 0.0
     epochs: int = 1
     seed: int = 0
+    hard_negatives: bool = False  # each pair also brings the base model's best wrong answer of its package
 
 
 def fp32_weights() -> dict[str, np.ndarray]:
@@ -153,20 +155,48 @@ class Model:
         return out
 
 
-def batches(pairs: adapt.Pairs, recipe: Recipe) -> list[list[tuple[str, str]]]:
-    """Batches of (query, document) pairs, each from one package, in a seeded random order."""
-    rng = random.Random(recipe.seed)
-    out: list[list[tuple[str, str]]] = []
+def hard_negatives(pairs: adapt.Pairs, embed: Callable[[list[str]], Any]) -> list[list[int]]:
+    """Per package and query: the document the base model ranks first among the wrong ones (not
+    one whose own doc comment is the same sentence: that would be a false negative)."""
+    out: list[list[int]] = []
     for queries, answers, documents in zip(pairs.queries, pairs.answers, pairs.documents, strict=True):
-        items = [(q, documents[a]) for q, a in zip(queries, answers, strict=True)]
+        q = np.asarray(embed(queries), dtype=np.float32)
+        d = np.asarray(embed(documents), dtype=np.float32)
+        scores = q @ d.T
+        owner = dict(zip(answers, queries, strict=True))  # document → its own query
+        for i, (query, answer) in enumerate(zip(queries, answers, strict=True)):
+            scores[i, answer] = -np.inf
+            for j, other in owner.items():
+                if other == query:
+                    scores[i, j] = -np.inf
+        out.append([int(j) if np.isfinite(scores[i, j]) else -1 for i, j in enumerate(scores.argmax(axis=1))])
+    return out
+
+
+Triple = tuple[str, str, str | None]  # query, its document, a hard negative (or none)
+
+
+def batches(pairs: adapt.Pairs, recipe: Recipe, hard: list[list[int]] | None = None) -> list[list[Triple]]:
+    """Batches of (query, document, hard negative) triples, each from one package, in a seeded random order."""
+    rng = random.Random(recipe.seed)
+    out: list[list[Triple]] = []
+    for n, (queries, answers, documents) in enumerate(zip(pairs.queries, pairs.answers, pairs.documents, strict=True)):
+        negatives = hard[n] if hard is not None else [-1] * len(queries)
+        items: list[Triple] = [
+            (q, documents[a], documents[h] if h >= 0 else None)
+            for q, a, h in zip(queries, answers, negatives, strict=True)
+        ]
         rng.shuffle(items)
         out += [items[i : i + recipe.batch] for i in range(0, len(items), recipe.batch) if len(items[i:]) > 1]
     rng.shuffle(out)
     return out
 
 
-def train(model: Model, pairs: adapt.Pairs, recipe: Recipe, log_every: int = 50) -> float:
-    """Trains the updates in place; returns the mean loss of the last epoch."""
+def train(
+    model: Model, pairs: adapt.Pairs, recipe: Recipe, hard: list[list[int]] | None = None, log_every: int = 50
+) -> float:
+    """Trains the updates in place; returns the mean loss of the last epoch. A query's candidates
+    are its batch's documents and hard negatives; a document's, the batch's queries."""
     torch = model.torch
     f = torch.nn.functional
     torch.manual_seed(recipe.seed)
@@ -174,17 +204,19 @@ def train(model: Model, pairs: adapt.Pairs, recipe: Recipe, log_every: int = 50)
     optimiser = torch.optim.AdamW(model.parameters(), lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
     mean = 0.0
     for epoch in range(recipe.epochs):
-        plan = batches(pairs, Recipe(**{**asdict(recipe), "seed": recipe.seed + epoch}))
+        plan = batches(pairs, Recipe(**{**asdict(recipe), "seed": recipe.seed + epoch}), hard)
         total = 0.0
         for step, batch in enumerate(plan, 1):
-            encoded = [tokenizer.encode_batch([item[side] for item in batch]) for side in (0, 1)]
+            negatives = [item[2] for item in batch if item[2] is not None]
+            texts = [[item[0] for item in batch], [item[1] for item in batch] + negatives]
+            encoded = [tokenizer.encode_batch(side) for side in texts]
             q, d = (
                 model.embed(torch.tensor([e.ids for e in enc]), torch.tensor([e.attention_mask for e in enc]))
                 for enc in encoded
             )
             logits = q @ d.T / recipe.temperature
             target = torch.arange(len(batch))
-            loss = (f.cross_entropy(logits, target) + f.cross_entropy(logits.T, target)) / 2
+            loss = (f.cross_entropy(logits, target) + f.cross_entropy(logits[:, : len(batch)].T, target)) / 2
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -228,17 +260,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models-dir", type=Path, required=True, help="where derived models are cached")
     parser.add_argument("--out", type=Path, default=LORA_PATH)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=Recipe.epochs)
+    parser.add_argument("--per-package", type=int, default=Recipe.per_package, help="pairs per package at most")
+    parser.add_argument("--hard-negatives", action=argparse.BooleanOptionalAction, default=Recipe.hard_negatives)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True)
-    recipe = Recipe()
+    recipe = Recipe(epochs=args.epochs, per_package=args.per_package, hard_negatives=args.hard_negatives)
     started = time.monotonic()
     pairs = adapt.mine(load_packages(args.cache, "train"), adapt.Recipe(per_package=recipe.per_package, negatives=0))
     dev = devset.build(load_packages(args.cache, "dev"))
-    before = dev_mrr(dev, LocalEmbedder(max_length=recipe.max_length, threads=args.threads, models_dir=args.models_dir))
+    base = LocalEmbedder(max_length=recipe.max_length, threads=args.threads, models_dir=args.models_dir)
+    before = dev_mrr(dev, base)
     print("dev before", before, "pairs", sum(map(len, pairs.queries)), flush=True)
+    hard = hard_negatives(pairs, base.embed_sync) if recipe.hard_negatives else None
     model = Model(fp32_weights(), recipe)
-    loss = train(model, pairs, recipe)
+    loss = train(model, pairs, recipe, hard)
     trained = time.monotonic() - started
     info: dict[str, object] = {
         "recipe": asdict(recipe),

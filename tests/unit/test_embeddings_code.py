@@ -144,13 +144,31 @@ def test_tuning_batches_stay_within_a_package_and_cover_every_pair() -> None:
         [[f"A{i}" for i in range(70)], [f"B{i}" for i in range(33)]],
     )
     plan = batches(pairs, Recipe(batch=32))
-    assert all(len({q[0] for q, _ in batch}) == 1 for batch in plan)  # one package per batch
-    assert all(d == q.upper() for batch in plan for q, d in batch)  # each query with its own document
-    covered = [q for batch in plan for q, _ in batch]
+    assert all(len({q[0] for q, _, _ in batch}) == 1 for batch in plan)  # one package per batch
+    assert all(d == q.upper() and h is None for batch in plan for q, d, h in batch)  # each with its own document
+    covered = [q for batch in plan for q, _, _ in batch]
     # 70 = 32 + 32 + 6; 33 = 32 + 1, and a batch of one (no negatives) is left out
     assert sorted(len(batch) for batch in plan) == [6, 32, 32, 32]
     assert len(set(covered)) == len(covered) == 102 and set(queries[0]) <= set(covered)
     assert plan == batches(pairs, Recipe(batch=32))  # seeded
+
+
+def test_hard_negatives_are_the_best_wrong_answer_of_the_package_and_never_a_twin() -> None:
+    from server.embeddings.adapt import Pairs
+    from server.embeddings.tune import Recipe, batches, hard_negatives
+
+    vectors = {  # 2-d stand-ins for the base model: A1 is the closest wrong answer to q0 (A3 is nearer but a twin's)
+        "q0": [1.0, 0.0], "q1": [0.0, 1.0], "q2": [1.0, 0.0],
+        "A0": [0.6, 0.8], "A1": [0.99, 0.14], "A2": [0.0, 1.0], "A3": [0.8, 0.6],
+    }  # fmt: skip
+    # q2 repeats q0's sentence: its document (A3) must not be q0's negative, nor A0 q2's
+    pairs = Pairs(["a==1"], [["q0", "q1", "q0"]], [[0, 2, 3]], [["A0", "A1", "A2", "A3"]])
+    hard = hard_negatives(pairs, lambda texts: [vectors[t] for t in texts])
+    assert hard == [[1, 0, 1]]  # q1's best wrong answer is A0 (0.8), before A3 (0.6)
+    plan = batches(pairs, Recipe(batch=32), hard)
+    assert sorted((q, d, h) for batch in plan for q, d, h in batch) == [
+        ("q0", "A0", "A1"), ("q0", "A3", "A1"), ("q1", "A2", "A0"),
+    ]  # fmt: skip
 
 
 def test_written_updates_are_byte_identical_and_readable(tmp_path: Path) -> None:
