@@ -105,28 +105,33 @@ def _ignore_runtime_dir_warning() -> None:
         warnings.filterwarnings("ignore", category=category)
 
 
+def _run_as_user() -> pwd.struct_passwd | None:
+    try:
+        return pwd.getpwnam(_RUN_AS)
+    except KeyError:
+        return None
+
+
 def _ensure_run_as_user() -> pwd.struct_passwd:
     """The system user PostgreSQL runs as when we are root, created on first use. Several
     processes may start their first embedded servers at once (test workers on a new machine), and
     concurrent `useradd`s can each write the user with another uid: they take turns under a lock."""
-    try:
-        return pwd.getpwnam(_RUN_AS)
-    except KeyError:
-        pass
+    entry = _run_as_user()
+    if entry is not None:
+        return entry
     with open(Path(tempfile.gettempdir()) / "codebase-mcp-useradd.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            return pwd.getpwnam(_RUN_AS)  # made by whoever held the lock before us
-        except KeyError:
-            pass
+        entry = _run_as_user()  # made by whoever held the lock before us?
+        if entry is not None:
+            return entry
         proc = subprocess.run(["useradd", "-s", "/bin/bash", _RUN_AS], capture_output=True, text=True, check=False)
-        try:
-            return pwd.getpwnam(_RUN_AS)
-        except KeyError:
+        entry = _run_as_user()
+        if entry is None:
             raise EmbeddedPostgresError(
                 f"could not create the system user {_RUN_AS!r} that PostgreSQL runs as when started by root "
                 f"(useradd exited {proc.returncode}: {proc.stderr.strip()}); create it, or run as another user"
-            ) from None
+            )
+        return entry
 
 
 def _as_root() -> bool:

@@ -163,12 +163,11 @@ def hard_negatives(pairs: adapt.Pairs, embed: Callable[[list[str]], Any]) -> lis
         q = np.asarray(embed(queries), dtype=np.float32)
         d = np.asarray(embed(documents), dtype=np.float32)
         scores = q @ d.T
-        owner = dict(zip(answers, queries, strict=True))  # document → its own query
-        for i, (query, answer) in enumerate(zip(queries, answers, strict=True)):
-            scores[i, answer] = -np.inf
-            for j, other in owner.items():
-                if other == query:
-                    scores[i, j] = -np.inf
+        answered: dict[str, list[int]] = {}  # sentence → the documents it answers (its own among them)
+        for query, answer in zip(queries, answers, strict=True):
+            answered.setdefault(query, []).append(answer)
+        for i, query in enumerate(queries):
+            scores[i, answered[query]] = -np.inf
         out.append([int(j) if np.isfinite(scores[i, j]) else -1 for i, j in enumerate(scores.argmax(axis=1))])
     return out
 
