@@ -12,7 +12,10 @@ Printed per wave: per-client latency p50/p95/p99/max over all rounds, per round 
 the last client had it ("every client"), the final state's per-client latency, and the server's
 CPU time per commit. The server's RSS is read from /proc before the first wave, with the clients
 connected, and after they left (`--settle` seconds later); a second wave (`--waves`) tells
-memory kept by the allocator from memory that grows with every wave.
+memory kept by the allocator from memory that grows with every wave. With `--python-heap` the
+server runs under `tracemalloc` (bench/heap_probe.py) and the Python heap it holds is read at the
+same three moments: RSS keeps what the allocators keep for reuse, the traced heap shows what the
+server itself still holds (tracing slows the server: take latencies from a run without it).
 
 Last, `get_indexing_status` through FastMCP's in-memory client (a server built in this process on
 the same database), `--status-calls` times after a warm-up; p50/p99/max.
@@ -29,6 +32,7 @@ import json
 import os
 import re
 import secrets
+import signal
 import socket
 import statistics
 import subprocess
@@ -143,8 +147,23 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def heap_mib(proc: subprocess.Popen[bytes], probe: Path | None) -> float | None:
+    """The Python heap the server holds now (`--python-heap`), asked for by SIGUSR1."""
+    if probe is None:
+        return None
+    probe.unlink(missing_ok=True)
+    proc.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + 10
+    while not probe.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError("the server did not report its heap")
+        time.sleep(0.02)
+    return int(probe.read_text()) / 2**20
+
+
 def spawn_server(port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "codebase_mcp", "serve", "--transport", "http", "--host", "127.0.0.1",
+    entry = [str(Path(__file__).with_name("heap_probe.py"))] if "HEAP_PROBE_FILE" in env else ["-m", "codebase_mcp"]
+    cmd = [sys.executable, *entry, "serve", "--transport", "http", "--host", "127.0.0.1",
            "--port", str(port), "--no-workers"]  # fmt: skip
     with open(log, "wb") as out:
         return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -169,6 +188,9 @@ async def start_server(port: int, env: dict[str, str], log: Path) -> subprocess.
 
 async def fan_out(args: argparse.Namespace, app: App, env: dict[str, str], workdir: Path) -> dict[str, Any]:
     port = free_port()
+    probe = workdir / "heap" if args.python_heap else None
+    if probe is not None:
+        env = {**env, "HEAP_PROBE_FILE": str(probe)}
     proc = await start_server(port, env, workdir / "server.log")
     headers = {"Authorization": f"Bearer {env['HTTP_AUTH_TOKEN']}"}
     project = await app.registry.get_or_create(args.project)
@@ -193,6 +215,7 @@ async def fan_out(args: argparse.Namespace, app: App, env: dict[str, str], workd
         await asyncio.wait_for(arrivals.event(version).wait(), 120)  # everyone has the current state
         await asyncio.sleep(1)
         connected = rss_mib(proc.pid)
+        connected_heap = heap_mib(proc, probe)
 
         per_client: list[float] = []
         every: list[float] = []
@@ -231,6 +254,8 @@ async def fan_out(args: argparse.Namespace, app: App, env: dict[str, str], workd
             "final_ms": [1000 * pct(final_times, q) for q in (0.5, 0.95, 0.99, 1.0)],
             "connected_mib": connected,
             "after_mib": rss_mib(proc.pid),
+            "connected_heap_mib": connected_heap,
+            "after_heap_mib": heap_mib(proc, probe),
             "server_cpu_ms_per_commit": 1000 * cpu / args.rounds,
         }
 
@@ -243,9 +268,10 @@ async def fan_out(args: argparse.Namespace, app: App, env: dict[str, str], workd
             one.transport.close()
             await asyncio.sleep(args.settle)
             baseline = rss_mib(proc.pid)
+            baseline_heap = heap_mib(proc, probe)
             waves = [await wave(http) for _ in range(args.waves)]
         return {"clients": args.clients, "stream": args.stream, "rounds": args.rounds, "baseline_mib": baseline,
-                "waves": waves}  # fmt: skip
+                "baseline_heap_mib": baseline_heap, "waves": waves}  # fmt: skip
     finally:
         proc.terminate()
         try:
@@ -318,6 +344,8 @@ def render(r: dict[str, Any], load: tuple[float, float, float]) -> str:
         f"(load average at the end {load[0]:.1f} {load[1]:.1f} {load[2]:.1f})",
         f"  server RSS before the first wave: {r['baseline_mib']:.1f} MiB",
     ]
+    if r["baseline_heap_mib"] is not None:
+        lines.append(f"  server Python heap (traced) before the first wave: {r['baseline_heap_mib']:.2f} MiB")
     for i, w in enumerate(r["waves"], 1):
         lines += [
             f"  wave {i}",
@@ -330,6 +358,13 @@ def render(r: dict[str, Any], load: tuple[float, float, float]) -> str:
             f"({(w['connected_mib'] - r['baseline_mib']) * 1024 / r['clients']:.1f} KiB each above the baseline), "
             f"{w['after_mib']:.1f} MiB after they left",
         ]
+        if w["connected_heap_mib"] is not None:
+            lines.append(
+                f"    server Python heap {w['connected_heap_mib']:.2f} MiB with the clients "
+                f"({(w['connected_heap_mib'] - r['baseline_heap_mib']) * 1024 / r['clients']:.1f} KiB each), "
+                f"{w['after_heap_mib']:.2f} MiB after they left "
+                f"({w['after_heap_mib'] - r['baseline_heap_mib']:+.2f} MiB against the baseline)"
+            )
     lines.append(
         f"get_indexing_status (in-memory client)  p50 {r['status_ms'][0]:.2f} ms   p99 {r['status_ms'][1]:.2f} ms"
         f"   max {r['status_ms'][2]:.2f} ms   (the row's SELECT alone: p50 {r['bare_select_ms'][0]:.2f} ms)\n"
@@ -349,5 +384,6 @@ if __name__ == "__main__":
     parser.add_argument("--settle", type=float, default=3.0, help="seconds before reading RSS")
     parser.add_argument("--status-calls", type=int, default=1000)
     parser.add_argument("--project", default="sse-bench")
+    parser.add_argument("--python-heap", action="store_true", help="trace the server's Python heap (slower server)")
     parser.add_argument("--json", action="store_true")
     asyncio.run(main(parser.parse_args()))
